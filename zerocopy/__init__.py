@@ -1,0 +1,50 @@
+"""zerocopy: move bytes between file descriptors with the fewest copies the kernel
+allows, and say how.
+
+``transfer(src, dst)`` picks the best method for the pair (copy_file_range,
+sendfile, splice, or a plain read/write loop), runs it with the GIL released, falls
+back safely before the first byte moves, and returns a :class:`TransferResult`.
+"""
+
+from __future__ import annotations
+
+from ._backend import available_backends as available_backends
+from ._backend import use_backend as use_backend
+from ._errors import TransferError as TransferError
+from ._errors import UnsupportedTransfer as UnsupportedTransfer
+from ._errors import ZeroCopyError as ZeroCopyError
+from ._transfer import DEFAULT_CHUNK_SIZE as DEFAULT_CHUNK_SIZE
+from ._transfer import plan as plan
+from ._transfer import transfer as transfer
+from ._types import EndpointKind as EndpointKind
+from ._types import Fallback as Fallback
+from ._types import Method as Method
+from ._types import Plan as Plan
+from ._types import PlanStep as PlanStep
+from ._types import TransferResult as TransferResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "EndpointKind",
+    "Fallback",
+    "Method",
+    "Plan",
+    "PlanStep",
+    "TransferError",
+    "TransferResult",
+    "UnsupportedTransfer",
+    "ZeroCopyError",
+    "available_backends",
+    "plan",
+    "transfer",
+    "use_backend",
+]
+
+# Tracebacks and reprs say zerocopy.X, not zerocopy._module.X.
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("zerocopy._"):
+        _obj.__module__ = __name__
+del _name, _obj

@@ -1,0 +1,82 @@
+"""The value types of the public API: methods, endpoint kinds, results and plans."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = ["EndpointKind", "Fallback", "Method", "Plan", "PlanStep", "TransferResult"]
+
+
+class Method(enum.Enum):
+    """How bytes were (or would be) moved."""
+
+    #: ``copy_file_range(2)``: file to file inside the kernel (may reflink).
+    COPY_FILE_RANGE = "copy_file_range"
+    #: ``sendfile(2)``: from a file's page cache to any fd.
+    SENDFILE = "sendfile"
+    #: ``splice(2)``: directly when one side is a pipe, else through a pipe of ours.
+    SPLICE = "splice"
+    #: ``read(2)``/``write(2)`` through one reused buffer: works for every fd.
+    READ_WRITE = "read_write"
+
+
+class EndpointKind(enum.Enum):
+    """What an endpoint is, as classified from ``fstat`` and socket options."""
+
+    FILE = "file"  #: a regular file (including procfs and sysfs files)
+    SOCKET = "socket"  #: a stream socket (TCP, Unix)
+    PIPE = "pipe"  #: a pipe or FIFO
+    OTHER = "other"  #: anything else: tty, character or block device, eventfd, ...
+
+
+@dataclass(frozen=True, slots=True)
+class Fallback:
+    """A method that gave up before moving a byte, and why."""
+
+    method: Method
+    #: the errno it failed with, or 0 when it declined without one
+    errno: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TransferResult:
+    """What a transfer did."""
+
+    #: bytes delivered to the destination
+    transferred: int
+    #: the method that delivered them (the last one tried)
+    method: Method
+    #: the backend that ran it: ``"native"``, ``"os"`` or ``"portable"``
+    backend: str
+    #: the source reported end of file (always true when ``count`` was None)
+    eof: bool
+    #: methods that gave up before ``method``, in order
+    fallbacks: tuple[Fallback, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PlanStep:
+    """One method of a plan and why it is there (or why it was left out)."""
+
+    method: Method
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The methods ``transfer`` would try for a pair, in order, without moving a byte."""
+
+    backend: str
+    src: EndpointKind
+    dst: EndpointKind
+    #: the methods to try, best first; the last is the one that cannot decline
+    steps: tuple[PlanStep, ...]
+    #: methods left out for this pair, with the reason (kill switch, O_APPEND, ...)
+    skipped: tuple[PlanStep, ...] = ()
+
+    @property
+    def methods(self) -> tuple[Method, ...]:
+        """The methods to try, in order."""
+        return tuple(step.method for step in self.steps)

@@ -1,0 +1,48 @@
+"""Waiting for a non-blocking fd in pure Python (the "os" and "portable" backends).
+
+The native core has the same logic in C; both bound each wait by the endpoint's own
+timeout (the stdlib's per-wait rule for sockets) and by the transfer's deadline.
+"""
+
+from __future__ import annotations
+
+import math
+import select
+import time
+
+from ._errors import timeout_error
+from ._job import UNLIMITED, Job
+
+__all__ = ["wait_readable", "wait_writable"]
+
+
+def _timeout(per_wait: float, deadline: float, side: str) -> float:
+    if deadline == UNLIMITED:
+        return per_wait
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise timeout_error(f"{side}: transfer deadline passed")
+    return left if per_wait == UNLIMITED else min(per_wait, left)
+
+
+def _wait(fd: int, readable: bool, per_wait: float, deadline: float, side: str) -> None:
+    timeout = _timeout(per_wait, deadline, side)
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN if readable else select.POLLOUT)
+        ready = bool(poller.poll(-1 if timeout == UNLIMITED else math.ceil(timeout * 1000)))
+    else:  # pragma: no cover - platforms without poll (Windows)
+        rl, wl = ([fd], []) if readable else ([], [fd])
+        ready = any(select.select(rl, wl, [], None if timeout == UNLIMITED else timeout)[:2])
+    if not ready:
+        raise timeout_error(f"{side}: timed out waiting to {'read' if readable else 'write'}")
+
+
+def wait_readable(job: Job) -> None:
+    """Block (GIL released) until the source can be read, or raise TimeoutError."""
+    _wait(job.src_fd, True, job.src_wait, job.deadline, "src")
+
+
+def wait_writable(job: Job) -> None:
+    """Block (GIL released) until the destination can be written, or raise TimeoutError."""
+    _wait(job.dst_fd, False, job.dst_wait, job.deadline, "dst")
