@@ -32,6 +32,8 @@ from zerocopy._errors import MethodDeclined
 cdef enum:
     MAX_SYSCALL = 0x7ffff000
     RW_BUFFER_MAX = 1 << 20
+    BLOCKED_SRC = 1     # the values of Job.blocked
+    BLOCKED_DST = 2
 
 cdef struct State:
     int src_fd
@@ -51,6 +53,8 @@ cdef struct State:
     int pipe_w
     long long pipe_size
     long long in_pipe
+    bint nowait
+    int blocked
 
 
 cdef int _load(State *st, object job) except -1:
@@ -71,6 +75,8 @@ cdef int _load(State *st, object job) except -1:
     st.pipe_w = job.pipe_w
     st.pipe_size = job.pipe_size
     st.in_pipe = job.in_pipe
+    st.nowait = job.nowait
+    st.blocked = 0
     return 0
 
 
@@ -80,6 +86,7 @@ cdef int _store(State *st, object job) except -1:
     job.remaining = st.remaining
     job.transferred = st.transferred
     job.in_pipe = st.in_pipe
+    job.blocked = st.blocked
     if st.eof:
         job.eof = True
     return 0
@@ -160,10 +167,29 @@ cdef int _blocked(int err, State *st, bint on_src, str syscall) except -1:
         return 0
     if err == EAGAIN:
         if on_src and st.src_poll:
+            if st.nowait:
+                return _hand_to_event_loop(st, BLOCKED_SRC)
             return _wait(st.src_fd, POLLIN, st.src_wait, st.deadline, "src")
         if not on_src and st.dst_poll:
+            if st.nowait:
+                return _hand_to_event_loop(st, BLOCKED_DST)
             return _wait(st.dst_fd, POLLOUT, st.dst_wait, st.deadline, "dst")
     raise _oserror(err, syscall)
+
+
+cdef int _hand_to_event_loop(State *st, int side) except -1:
+    """nowait mode: say which side to wait for and let the event loop do it."""
+    st.blocked = side
+    raise BlockingIOError(EAGAIN, "would block")
+
+
+cdef int _wait_both(State *st) except -1:
+    """EAGAIN from a direct splice between two pollable fds: either side may have
+    blocked, so wait until the source is readable, then the destination writable."""
+    if st.nowait:
+        return _hand_to_event_loop(st, BLOCKED_SRC | BLOCKED_DST)
+    _wait(st.src_fd, POLLIN, st.src_wait, st.deadline, "src")
+    return _wait(st.dst_fd, POLLOUT, st.dst_wait, st.deadline, "dst")
 
 
 def sendfile(job):
@@ -258,9 +284,7 @@ cdef int _splice_direct(State *st, object job) except -1:
                              _next_chunk(st), SPLICE_F_MOVE, &err)
         if n < 0:
             if err == EAGAIN and st.src_poll and st.dst_poll:
-                # Either side may be the one that blocked: wait for both in turn.
-                _wait(st.src_fd, POLLIN, st.src_wait, st.deadline, "src")
-                _wait(st.dst_fd, POLLOUT, st.dst_wait, st.deadline, "dst")
+                _wait_both(st)
             else:
                 _blocked(err, st, st.src_poll, "splice")
             continue
@@ -382,6 +406,10 @@ def read_write(job):
     if buf == NULL:
         raise MemoryError()
     try:
+        pending = job.residue
+        if pending:  # resuming after BlockingIOError in nowait mode: finish the write
+            job.residue = b""
+            _write_all(&st, job, pending, len(pending))
         while st.remaining != 0:
             with nogil:
                 n = _read_some(&st, buf, min(size, _next_chunk(&st)), &err)

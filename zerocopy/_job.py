@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-__all__ = ["MAX_SYSCALL_BYTES", "UNLIMITED", "Job"]
+__all__ = ["BLOCKED_BOTH", "BLOCKED_DST", "BLOCKED_SRC", "MAX_SYSCALL_BYTES", "UNLIMITED", "Job"]
 
 #: Linux moves at most MAX_RW_COUNT = INT_MAX & PAGE_MASK bytes per read/write-like
 #: call (fs/read_write.c); asking for more only risks overflow on 32-bit builds.
@@ -18,6 +18,10 @@ MAX_SYSCALL_BYTES = 0x7FFFF000
 #: ``remaining``, ``src_offset``, ``dst_offset``, ``deadline`` and the wait limits
 #: use -1 for "none".
 UNLIMITED = -1
+#: values of ``Job.blocked``
+BLOCKED_SRC = 1
+BLOCKED_DST = 2
+BLOCKED_BOTH = BLOCKED_SRC | BLOCKED_DST
 
 
 class Job:
@@ -32,6 +36,8 @@ class Job:
         "dst_wait",
         "eof",
         "in_pipe",
+        "nowait",
+        "blocked",
         "pipe_r",
         "pipe_size",
         "pipe_w",
@@ -77,6 +83,13 @@ class Job:
         self.pipe_w = UNLIMITED
         self.pipe_size = 0
         self.in_pipe = 0
+        #: event-loop mode: on EAGAIN, record the side in ``blocked`` and raise
+        #: BlockingIOError instead of waiting with poll; calling the method again
+        #: resumes where it stopped (bytes in the pipe included)
+        self.nowait = False
+        #: which side the last BlockingIOError waits for: BLOCKED_SRC, BLOCKED_DST,
+        #: or both (direct splice cannot tell which side blocked), 0 for none
+        self.blocked = 0
 
     def next_chunk(self) -> int:
         """The byte count to ask of the next system call."""

@@ -16,7 +16,7 @@ from . import _portable
 from ._errors import MethodDeclined
 from ._job import UNLIMITED, Job
 from ._types import Method
-from ._waits import wait_readable, wait_writable
+from ._waits import wait_both, wait_readable, wait_writable
 
 __all__ = ["NAME", "METHODS", "run"]
 
@@ -82,8 +82,7 @@ def _splice_direct(job: Job) -> None:
                           _offset(job.src_offset), _offset(job.dst_offset), os.SPLICE_F_MOVE)
         except BlockingIOError:
             if job.src_pollable and job.dst_pollable:
-                wait_readable(job)  # either side may be the one that blocked
-                wait_writable(job)
+                wait_both(job)  # either side may be the one that blocked
             else:
                 _retry_blocked(job, on_src=job.src_pollable)
             continue

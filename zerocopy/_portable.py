@@ -64,6 +64,9 @@ def write_all(job: Job, data: memoryview | bytes) -> None:
 
 def read_write(job: Job) -> None:
     """Copy through user space until ``remaining`` or end of file."""
+    if job.residue:  # resuming after BlockingIOError in nowait mode: finish the write
+        pending, job.residue = job.residue, b""
+        write_all(job, pending)
     buf = memoryview(bytearray(min(job.chunk_size, RW_BUFFER_MAX)))
     while job.remaining != 0:
         want = min(len(buf), job.next_chunk())

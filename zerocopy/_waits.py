@@ -6,14 +6,15 @@ timeout (the stdlib's per-wait rule for sockets) and by the transfer's deadline.
 
 from __future__ import annotations
 
+import errno
 import math
 import select
 import time
 
 from ._errors import timeout_error
-from ._job import UNLIMITED, Job
+from ._job import BLOCKED_DST, BLOCKED_SRC, UNLIMITED, Job
 
-__all__ = ["wait_readable", "wait_writable"]
+__all__ = ["wait_both", "wait_readable", "wait_writable"]
 
 
 def _timeout(per_wait: float, deadline: float, side: str) -> float:
@@ -38,11 +39,31 @@ def _wait(fd: int, readable: bool, per_wait: float, deadline: float, side: str) 
         raise timeout_error(f"{side}: timed out waiting to {'read' if readable else 'write'}")
 
 
+def _hand_to_event_loop(job: Job, side: int) -> None:
+    job.blocked = side
+    raise BlockingIOError(errno.EAGAIN, "would block")
+
+
 def wait_readable(job: Job) -> None:
-    """Block (GIL released) until the source can be read, or raise TimeoutError."""
+    """Block (GIL released) until the source can be read, or raise TimeoutError.
+    In ``nowait`` mode, record the side and raise BlockingIOError instead."""
+    if job.nowait:
+        _hand_to_event_loop(job, BLOCKED_SRC)
     _wait(job.src_fd, True, job.src_wait, job.deadline, "src")
 
 
 def wait_writable(job: Job) -> None:
-    """Block (GIL released) until the destination can be written, or raise TimeoutError."""
+    """Block (GIL released) until the destination can be written, or raise TimeoutError.
+    In ``nowait`` mode, record the side and raise BlockingIOError instead."""
+    if job.nowait:
+        _hand_to_event_loop(job, BLOCKED_DST)
     _wait(job.dst_fd, False, job.dst_wait, job.deadline, "dst")
+
+
+def wait_both(job: Job) -> None:
+    """EAGAIN from a direct splice between two pollable fds: either side may have
+    blocked, so wait until the source is readable, then the destination writable."""
+    if job.nowait:
+        _hand_to_event_loop(job, BLOCKED_SRC | BLOCKED_DST)
+    wait_readable(job)
+    wait_writable(job)
