@@ -15,10 +15,11 @@ Position rules, kept on every way out:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from . import _backend, _endpoints, _plan
 from ._backend import Backend
@@ -144,25 +145,39 @@ class _Run:
         stuck = self.pipe.drain(job.in_pipe) if self.pipe is not None and job.in_pipe else b""
         return job.residue + stuck
 
+    def begin(self, method: Method) -> None:
+        """Get ready to run *method* (lease our splice pipe when it needs one)."""
+        self.job.blocked = 0
+        self._lease_pipe(method)
+
+    def succeeded(self, method: Method) -> TransferResult:
+        """*method* finished: the result of the whole call."""
+        self._return_pipe(clean=True)
+        return TransferResult(self.job.transferred, method, self.backend.NAME,
+                              self.job.eof, tuple(self.fallbacks))
+
+    def failed(self, method: Method, exc: BaseException) -> None:
+        """*method* raised *exc*: record a fallback when the rules allow one (SPEC
+        section 5), else raise the error the caller should see."""
+        if not _can_fall_back(method, exc, self.job, self.src):
+            raise self._failure(method, exc) from None
+        self.fallbacks.append(_fallback(method, exc))
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSYS:
+            _plan.note_absent(method)
+        self._return_pipe(clean=False)
+        self._reset_for_next_method()
+
     def run(self, steps: tuple[Method, ...]) -> TransferResult:
-        """Try *steps* in order until one finishes; raise the right error otherwise."""
+        """Try *steps* in order until one finishes (the blocking driver)."""
         for method in steps:
-            self._lease_pipe(method)
+            self.begin(method)
             try:
                 self.backend.run(method, self.job)
             except BaseException as exc:
-                if not _can_fall_back(method, exc, self.job, self.src):
-                    raise self._failure(method, exc) from None
-                self.fallbacks.append(_fallback(method, exc))
-                if isinstance(exc, OSError) and exc.errno == errno.ENOSYS:
-                    _plan.note_absent(method)
-                self._return_pipe(clean=False)
-                self._reset_for_next_method()
+                self.failed(method, exc)
                 continue
-            self._return_pipe(clean=True)
-            return TransferResult(self.job.transferred, method, self.backend.NAME,
-                                  self.job.eof, tuple(self.fallbacks))
-        raise self._unsupported()
+            return self.succeeded(method)
+        raise self.unsupported()
 
     def _failure(self, method: Method, exc: BaseException) -> BaseException:
         job = self.job
@@ -184,7 +199,8 @@ class _Run:
         err.fallbacks = tuple(self.fallbacks)
         return err
 
-    def _unsupported(self) -> UnsupportedTransfer:
+    def unsupported(self) -> UnsupportedTransfer:
+        """The error when every method of the plan fell back."""
         last = self.fallbacks[-1].errno if self.fallbacks else errno.EINVAL
         tried = "; ".join(f"{f.method.value}: {f.reason}" for f in self.fallbacks)
         err = error_from_errno(
@@ -241,13 +257,14 @@ def _nonblocking_for_deadline(ends: tuple[Endpoint, ...]) -> list[int]:
     return changed
 
 
-def transfer(src: object, dst: object, count: int | None = None, *,
-             offset: int | None = None, dst_offset: int | None = None,
-             timeout: float | None = None, chunk_size: int | None = None,
-             progress: Callable[[int], object] | None = None,
-             backend: str | None = None) -> TransferResult:
-    """Move up to *count* bytes (all, until end of file, when None) from *src* to *dst*
-    with the best method the kernel offers for the pair; see the package docs."""
+@contextlib.contextmanager
+def session(src: object, dst: object, count: int | None, offset: int | None,
+            dst_offset: int | None, timeout: float | None, chunk_size: int | None,
+            progress: Callable[[int], object] | None,
+            backend: str | None) -> Iterator[tuple[_Run, Plan]]:
+    """Validate and classify, then yield the run and its plan; on the way out (however
+    it is left) restore blocking modes and set the positions SPEC section 4 promises.
+    Shared by the blocking and the asyncio drivers."""
     _check_numbers(count, offset, dst_offset, timeout, chunk_size)
     chosen = _backend.resolve(backend)
     s = _endpoints.source(src)
@@ -261,13 +278,7 @@ def transfer(src: object, dst: object, count: int | None = None, *,
     run = _Run(chosen, s, d, job)
     restore_blocking = _nonblocking_for_deadline((s, d)) if timeout is not None else []
     try:
-        if job.remaining == 0:
-            first = the_plan.steps[0].method if the_plan.steps else Method.READ_WRITE
-            return TransferResult(0, first, chosen.NAME, False, ())
-        _deliver_read_ahead(run)
-        if job.remaining == 0:
-            return TransferResult(job.transferred, Method.READ_WRITE, chosen.NAME, False, ())
-        return run.run(the_plan.methods)
+        yield run, the_plan
     finally:
         for fd in restore_blocking:
             os.set_blocking(fd, True)
@@ -275,3 +286,28 @@ def transfer(src: object, dst: object, count: int | None = None, *,
             s.set_position(run.src_start + job.transferred)
         if dst_offset is None:
             d.resync()
+
+
+def trivial_result(run: _Run, the_plan: Plan) -> TransferResult | None:
+    """The result when no method needs to run (count=0, or the read-ahead of a
+    buffered reader covered it); delivers that read-ahead first."""
+    job = run.job
+    if job.remaining == 0:
+        first = the_plan.steps[0].method if the_plan.steps else Method.READ_WRITE
+        return TransferResult(0, first, run.backend.NAME, False, ())
+    _deliver_read_ahead(run)
+    if job.remaining == 0:
+        return TransferResult(job.transferred, Method.READ_WRITE, run.backend.NAME, False, ())
+    return None
+
+
+def transfer(src: object, dst: object, count: int | None = None, *,
+             offset: int | None = None, dst_offset: int | None = None,
+             timeout: float | None = None, chunk_size: int | None = None,
+             progress: Callable[[int], object] | None = None,
+             backend: str | None = None) -> TransferResult:
+    """Move up to *count* bytes (all, until end of file, when None) from *src* to *dst*
+    with the best method the kernel offers for the pair; see the package docs."""
+    with session(src, dst, count, offset, dst_offset, timeout, chunk_size, progress,
+                 backend) as (run, the_plan):
+        return trivial_result(run, the_plan) or run.run(the_plan.methods)
