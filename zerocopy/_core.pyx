@@ -426,3 +426,6 @@ def read_write(job):
     finally:
         free(buf)
         _store(&st, job)
+
+
+include "_fastpath.pxi"

@@ -29,6 +29,7 @@ __all__ = [
     "UnsupportedTransfer",
     "ZeroCopyError",
     "error_from_errno",
+    "transfer_error",
 ]
 
 
@@ -119,3 +120,14 @@ def error_from_errno(
 def timeout_error(detail: str) -> ZeroCopyError:
     """The error for a wait that outlived the socket timeout or the deadline."""
     return error_from_errno(_errno.ETIMEDOUT, detail)
+
+
+def transfer_error(err: int, method: Method, transferred: int, residue: bytes = b"",
+                   fallbacks: tuple[Fallback, ...] = ()) -> TransferError:
+    """The TransferError for *method* failing with *err* after *transferred* bytes."""
+    exc = error_from_errno(err, f"{method.value} after {transferred} bytes", kind=TransferError)
+    exc.transferred = transferred
+    exc.residue = residue
+    exc.method = method
+    exc.fallbacks = fallbacks
+    return exc

@@ -24,7 +24,8 @@ from collections.abc import Callable, Iterator
 from . import _backend, _endpoints, _plan
 from ._backend import Backend
 from ._endpoints import Endpoint
-from ._errors import MethodDeclined, TransferError, UnsupportedTransfer, error_from_errno
+from ._fastpath import try_fast
+from ._errors import MethodDeclined, UnsupportedTransfer, error_from_errno, transfer_error
 from ._job import MAX_SYSCALL_BYTES, UNLIMITED, Job
 from ._pipes import Pipe, pool
 from ._portable import write_all
@@ -191,13 +192,8 @@ class _Run:
             exc.add_note(f"zerocopy: {job.transferred} bytes delivered before the "
                          f"transfer stopped; {len(residue)} bytes handed back as .residue")
             return exc
-        err = error_from_errno(exc.errno or 0, f"{method.value} after {job.transferred} "
-                               "bytes", kind=TransferError)
-        err.transferred = job.transferred
-        err.residue = residue
-        err.method = method
-        err.fallbacks = tuple(self.fallbacks)
-        return err
+        return transfer_error(exc.errno or 0, method, job.transferred, residue,
+                              tuple(self.fallbacks))
 
     def unsupported(self) -> UnsupportedTransfer:
         """The error when every method of the plan fell back."""
@@ -308,6 +304,10 @@ def transfer(src: object, dst: object, count: int | None = None, *,
              backend: str | None = None) -> TransferResult:
     """Move up to *count* bytes (all, until end of file, when None) from *src* to *dst*
     with the best method the kernel offers for the pair; see the package docs."""
+    if timeout is None and progress is None and chunk_size is None and backend is None:
+        fast = try_fast(src, dst, count, offset, dst_offset)
+        if fast is not None:
+            return fast
     with session(src, dst, count, offset, dst_offset, timeout, chunk_size, progress,
                  backend) as (run, the_plan):
         return trivial_result(run, the_plan) or run.run(the_plan.methods)

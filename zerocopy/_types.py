@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = ["EndpointKind", "Fallback", "Method", "Plan", "PlanStep", "TransferResult"]
@@ -80,3 +81,29 @@ class Plan:
     def methods(self) -> tuple[Method, ...]:
         """The methods to try, in order."""
         return tuple(step.method for step in self.steps)
+
+
+def _slot_setter(name: str) -> Callable[[TransferResult, object], None]:
+    setter: Callable[[TransferResult, object], None] = getattr(TransferResult, name).__set__
+    return setter
+
+
+_new_result = TransferResult.__new__
+_set_transferred = _slot_setter("transferred")
+_set_method = _slot_setter("method")
+_set_backend = _slot_setter("backend")
+_set_eof = _slot_setter("eof")
+_set_fallbacks = _slot_setter("fallbacks")
+
+
+def fast_result(transferred: int, method: Method, backend: str, eof: bool) -> TransferResult:
+    """A TransferResult without fallbacks, built through the slots directly: the frozen
+    dataclass __init__ (object.__setattr__ per field) costs a microsecond, which is a
+    sixth of a small sendfile."""
+    result = _new_result(TransferResult)
+    _set_transferred(result, transferred)
+    _set_method(result, method)
+    _set_backend(result, backend)
+    _set_eof(result, eof)
+    _set_fallbacks(result, ())
+    return result
