@@ -8,11 +8,17 @@ back safely before the first byte moves, and returns a :class:`TransferResult`.
 
 from __future__ import annotations
 
+from ._astream import atransfer_to_writer as atransfer_to_writer
+from ._async import atransfer as atransfer
 from ._backend import available_backends as available_backends
 from ._backend import use_backend as use_backend
 from ._errors import TransferError as TransferError
 from ._errors import UnsupportedTransfer as UnsupportedTransfer
 from ._errors import ZeroCopyError as ZeroCopyError
+from ._fd import BorrowedFd as BorrowedFd
+from ._fd import OwnedFd as OwnedFd
+from ._probe import Capabilities as Capabilities
+from ._probe import probe as probe
 from ._transfer import DEFAULT_CHUNK_SIZE as DEFAULT_CHUNK_SIZE
 from ._transfer import plan as plan
 from ._transfer import transfer as transfer
@@ -26,18 +32,24 @@ from ._types import TransferResult as TransferResult
 __version__ = "0.1.0"
 
 __all__ = [
+    "BorrowedFd",
+    "Capabilities",
     "DEFAULT_CHUNK_SIZE",
     "EndpointKind",
     "Fallback",
     "Method",
+    "OwnedFd",
     "Plan",
     "PlanStep",
     "TransferError",
     "TransferResult",
     "UnsupportedTransfer",
     "ZeroCopyError",
+    "atransfer",
+    "atransfer_to_writer",
     "available_backends",
     "plan",
+    "probe",
     "transfer",
     "use_backend",
 ]

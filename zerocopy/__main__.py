@@ -1,4 +1,4 @@
-"""Command line: ``zerocopy copy``, ``zerocopy plan``, ``zerocopy demo``.
+"""Command line: ``zerocopy copy``, ``zerocopy plan``, ``zerocopy probe``, ``zerocopy demo``.
 
 ``python -m zerocopy`` is the same program.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import socket
 import sys
@@ -42,6 +43,33 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         print(f"  try  {step.method.value:16} {step.reason}")
     for step in the_plan.skipped:
         print(f"  skip {step.method.value:16} {step.reason}")
+    return 0
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    from ._probe import as_dict, probe
+
+    caps = probe(refresh=True)
+    if args.json:
+        print(json.dumps(as_dict(caps), indent=2))
+        return 0
+    answer = {True: "yes", False: "no", None: "unknown"}
+    rows = [("platform", f"{caps.platform} {caps.kernel}".strip()),
+            ("python", f"{caps.python} ({'GIL' if caps.gil else 'no GIL'})")]
+    rows += [(name, answer[present]) for name, present in caps.syscalls().items()]
+    rows += [("syscalls probed with", caps.probed_with),
+             ("pipe size", str(caps.pipe_size)),
+             ("pipe max size", str(caps.pipe_max_size)),
+             ("backends", ", ".join(caps.backends) or "none"),
+             ("default backend", caps.default_backend or "none"),
+             ("disabled", ", ".join(sorted(m.value for m in caps.disabled)) or "none"),
+             ("methods", ", ".join(m.value for m in caps.methods) or "none")]
+    rows += [(f"{name} backend", f"unavailable: {why}") for name, why in caps.unavailable]
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        print(f"{label:{width}}  {value}")
+    for note in caps.notes:
+        print(f"note: {note}")
     return 0
 
 
@@ -143,9 +171,15 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("dst")
     show.add_argument("--backend", choices=("native", "os", "portable"))
     show.set_defaults(run=_cmd_plan)
+    caps = sub.add_parser("probe", help="show what this platform and process can do")
+    caps.add_argument("--json", action="store_true", help="print JSON")
+    caps.set_defaults(run=_cmd_probe)
     demo = sub.add_parser("demo", help="move random bytes through every shape, checked")
     demo.add_argument("--size", type=int, default=64 << 20)
     demo.set_defaults(run=_cmd_demo)
+    from ._bench import add_parser as add_bench_parser
+
+    add_bench_parser(sub)
     return parser
 
 

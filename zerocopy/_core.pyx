@@ -35,6 +35,9 @@ cdef enum:
     BLOCKED_SRC = 1     # the values of Job.blocked
     BLOCKED_DST = 2
 
+include "_faults.pxi"   # _fault(FAULT_x): the fault-injection seam before each syscall
+include "_probe.pxi"    # probe_syscalls(): which syscalls this kernel has
+
 cdef struct State:
     int src_fd
     int dst_fd
@@ -114,6 +117,19 @@ cdef inline void _delivered(State *st, long long n) noexcept nogil:
         st.dst_off += n
 
 
+cdef inline int _moved(State *st, long long n) except -1:
+    """Account *n* delivered bytes, then run pending signal handlers.
+
+    A blocking call that a signal interrupts after moving some bytes returns the
+    partial count, not EINTR (e.g. sendfile or write to a full socket): without this
+    check a handler that raises (Ctrl-C) would wait for an EINTR that may never come,
+    as the next call blocks again.  Checking here keeps the count exact.
+    """
+    _delivered(st, n)
+    PyErr_CheckSignals()
+    return 0
+
+
 cdef inline off_t *_offset_ptr(long long *value, off_t *slot) noexcept nogil:
     # -1 means "use and advance the fd's own position": pass NULL to the kernel.
     if value[0] < 0:
@@ -150,7 +166,7 @@ cdef int _wait(int fd, short events, double per_wait, double deadline, str side)
         p.events = events
         p.revents = 0
         with nogil:
-            rc = c_poll(&p, 1, ms)
+            rc = -1 if _fault(FAULT_POLL) else c_poll(&p, 1, ms)
             if rc < 0:
                 err = errno
         if rc > 0:
@@ -204,7 +220,8 @@ def sendfile(job):
         while st.remaining != 0:
             offp = _offset_ptr(&st.src_off, &off)
             with nogil:
-                n = c_sendfile(st.dst_fd, st.src_fd, offp, <size_t>_next_chunk(&st))
+                n = -1 if _fault(FAULT_SENDFILE) else c_sendfile(
+                    st.dst_fd, st.src_fd, offp, <size_t>_next_chunk(&st))
                 if n < 0:
                     err = errno
             if n < 0:
@@ -215,7 +232,7 @@ def sendfile(job):
                 break
             if st.src_off >= 0:
                 st.src_off += n
-            _delivered(&st, n)
+            _moved(&st, n)
             _report(&st, job)
     finally:
         _store(&st, job)
@@ -242,8 +259,8 @@ def copy_file_range(job):
             in_p = _offset_ptr(&st.src_off, &in_off)
             out_p = _offset_ptr(&st.dst_off, &out_off)
             with nogil:
-                n = c_copy_file_range(st.src_fd, in_p, st.dst_fd, out_p,
-                                      <size_t>_next_chunk(&st), 0)
+                n = -1 if _fault(FAULT_COPY_FILE_RANGE) else c_copy_file_range(
+                    st.src_fd, in_p, st.dst_fd, out_p, <size_t>_next_chunk(&st), 0)
                 if n < 0:
                     err = errno
             if n < 0:
@@ -256,7 +273,7 @@ def copy_file_range(job):
                 break
             if st.src_off >= 0:
                 st.src_off += n
-            _delivered(&st, n)
+            _moved(&st, n)
             _report(&st, job)
     finally:
         _store(&st, job)
@@ -265,9 +282,9 @@ def copy_file_range(job):
 cdef ssize_t _splice_once(int fd_in, long long *off_in, int fd_out, long long *off_out,
                           long long length, unsigned int flags, int *err) noexcept nogil:
     cdef off_t in_off, out_off
-    cdef ssize_t n = c_splice(fd_in, _offset_ptr(off_in, &in_off),
-                              fd_out, _offset_ptr(off_out, &out_off),
-                              <size_t>length, flags)
+    cdef ssize_t n = -1 if _fault(FAULT_SPLICE) else c_splice(
+        fd_in, _offset_ptr(off_in, &in_off), fd_out, _offset_ptr(off_out, &out_off),
+        <size_t>length, flags)
     if n < 0:
         err[0] = errno
     return n
@@ -293,7 +310,7 @@ cdef int _splice_direct(State *st, object job) except -1:
             break
         if st.src_off >= 0:
             st.src_off += n
-        _delivered(st, n)
+        _moved(st, n)
         _report(st, job)
     return 0
 
@@ -334,7 +351,7 @@ cdef int _splice_via_pipe(State *st, object job) except -1:
                 _blocked(err, st, False, "splice")
                 continue
             st.in_pipe -= n
-            _delivered(st, n)
+            _moved(st, n)
         _report(st, job)
     return 0
 
@@ -354,7 +371,9 @@ def splice(job):
 
 cdef ssize_t _read_some(State *st, char *buf, long long want, int *err) noexcept nogil:
     cdef ssize_t n
-    if st.src_off >= 0:
+    if _fault(FAULT_READ):
+        n = -1
+    elif st.src_off >= 0:
         n = c_pread(st.src_fd, buf, <size_t>want, <off_t>st.src_off)
     else:
         n = c_read(st.src_fd, buf, <size_t>want)
@@ -365,7 +384,9 @@ cdef ssize_t _read_some(State *st, char *buf, long long want, int *err) noexcept
 
 cdef ssize_t _write_some(State *st, const char *buf, long long length, int *err) noexcept nogil:
     cdef ssize_t n
-    if st.dst_off >= 0:
+    if _fault(FAULT_WRITE):
+        n = -1
+    elif st.dst_off >= 0:
         n = c_pwrite(st.dst_fd, buf, <size_t>length, <off_t>st.dst_off)
     else:
         n = c_write(st.dst_fd, buf, <size_t>length)
@@ -386,7 +407,7 @@ cdef int _write_all(State *st, object job, const char *buf, long long length) ex
                 _blocked(err, st, False, "write")
                 continue
             sent += n
-            _delivered(st, n)
+            _moved(st, n)
     except BaseException:
         job.residue = buf[sent:length]
         raise

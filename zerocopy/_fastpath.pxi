@@ -140,7 +140,7 @@ cdef int _fast_loop(State *st, int method) except -1:
             st.eof = True
             break
         st.src_off += n
-        _delivered(st, n)
+        _moved(st, n)  # runs signal handlers (see _core.pyx)
     return 0
 
 
@@ -154,6 +154,10 @@ def fast_transfer(src, dst, count, offset, dst_offset):
     cdef int src_fd, dst_fd, method
     cdef long long start, n_count, n_offset, n_dst
     if not _env_allows_fast() or _backend_module._swapped or _plan_module._absent:
+        return None
+    if _faults_armed:
+        # Injected faults are one-shot: the full path must meet them, or a failure
+        # here would be retried there without it and never be seen (_faults.pxi).
         return None
     n_count, n_offset, n_dst = (_plain_number(count), _plain_number(offset),
                                 _plain_number(dst_offset))
@@ -181,11 +185,14 @@ def fast_transfer(src, dst, count, offset, dst_offset):
     method_obj = _SENDFILE if method == FAST_SENDFILE else _COPY_FILE_RANGE
     try:
         _fast_loop(&st, method)
-    except (OSError, MethodDeclined) as exc:
-        if st.transferred == 0:
-            return None
-        raise _transfer_error(exc.errno or 0, method_obj, st.transferred) from None
     except BaseException as exc:
+        # A system call's error always has an errno.  A signal handler's own exception
+        # may be an OSError without one (``raise TimeoutError()``): retrying it on the
+        # full path would swallow it and block again, so it goes to the caller.
+        if isinstance(exc, (OSError, MethodDeclined)) and exc.errno is not None:
+            if st.transferred == 0:
+                return None
+            raise _transfer_error(exc.errno or 0, method_obj, st.transferred) from None
         # A signal handler (Ctrl-C) raised: hand the counts over, as the full path does.
         exc.transferred = st.transferred
         exc.residue = b""

@@ -12,7 +12,7 @@ import errno
 import os
 from collections.abc import Callable
 
-from . import _portable
+from . import _faults, _portable
 from ._errors import MethodDeclined
 from ._job import UNLIMITED, Job
 from ._types import Method
@@ -41,6 +41,8 @@ def sendfile(job: Job) -> None:
     """sendfile(2) from a regular file to any fd."""
     while job.remaining != 0:
         try:
+            if _faults.armed:
+                _faults.check("sendfile")
             n = os.sendfile(job.dst_fd, job.src_fd, _offset(job.src_offset), job.next_chunk())
         except BlockingIOError:
             _retry_blocked(job, on_src=False)
@@ -59,6 +61,8 @@ def copy_file_range(job: Job) -> None:
     start = job.transferred
     while job.remaining != 0:
         try:
+            if _faults.armed:
+                _faults.check("copy_file_range")
             n = os.copy_file_range(job.src_fd, job.dst_fd, job.next_chunk(),
                                    _offset(job.src_offset), _offset(job.dst_offset))
         except BlockingIOError:
@@ -78,6 +82,8 @@ def copy_file_range(job: Job) -> None:
 def _splice_direct(job: Job) -> None:
     while job.remaining != 0:
         try:
+            if _faults.armed:
+                _faults.check("splice")
             n = os.splice(job.src_fd, job.dst_fd, job.next_chunk(),
                           _offset(job.src_offset), _offset(job.dst_offset), os.SPLICE_F_MOVE)
         except BlockingIOError:
@@ -101,6 +107,8 @@ def _splice_via_pipe(job: Job) -> None:
     while job.remaining != 0:
         if job.in_pipe == 0:
             try:
+                if _faults.armed:
+                    _faults.check("splice")
                 n = os.splice(job.src_fd, job.pipe_w, min(job.next_chunk(), job.pipe_size),
                               _offset(job.src_offset), None, flags)
             except BlockingIOError:
@@ -114,6 +122,8 @@ def _splice_via_pipe(job: Job) -> None:
             job.in_pipe = n
         while job.in_pipe > 0:
             try:
+                if _faults.armed:
+                    _faults.check("splice")
                 n = os.splice(job.pipe_r, job.dst_fd, job.in_pipe, None,
                               _offset(job.dst_offset), flags)
             except BlockingIOError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 
+from . import _faults
 from ._errors import MethodDeclined
 from ._job import UNLIMITED, Job
 from ._types import Method
@@ -26,6 +27,8 @@ _HAVE_READV = hasattr(os, "readv") and hasattr(os, "preadv")
 
 
 def _read_into(job: Job, view: memoryview) -> int:
+    if _faults.armed:
+        _faults.check("read")
     if _HAVE_READV:
         if job.src_offset == UNLIMITED:
             return os.readv(job.src_fd, [view])
@@ -46,6 +49,8 @@ def write_all(job: Job, data: memoryview | bytes) -> None:
     try:
         while sent < len(view):
             try:
+                if _faults.armed:
+                    _faults.check("write")
                 if job.dst_offset == UNLIMITED:
                     n = os.write(job.dst_fd, view[sent:])
                 else:

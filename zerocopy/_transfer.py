@@ -21,7 +21,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 
-from . import _backend, _endpoints, _plan
+from . import _backend, _endpoints, _fd, _plan
 from ._backend import Backend
 from ._endpoints import Endpoint
 from ._fastpath import try_fast
@@ -49,6 +49,16 @@ _CANT = frozenset({
 # copy_file_range only: EPERM (seccomp in containers, golang/go#40893 - never
 # cached, an immutable file says the same) and EIO (CIFS, golang/go#42334).
 _CANT_CFR = _CANT | {errno.EPERM, errno.EIO}
+
+# Backends whose system calls are made from Python bytecode.  CPython runs a pending
+# signal handler as soon as a call returns, before the caller stores the result: a
+# blocking write that a signal cuts short after moving bytes (a full socket) would
+# lose its count when the handler raises (Ctrl-C).  For these backends pollable fds
+# are made non-blocking for the call, as for a deadline, so that the sleeping is done
+# in poll, which moves nothing.  (A signal that lands during a call that does not
+# sleep can still cost that one call's count; the native core checks for signals
+# after it has counted, so it has no such window.)
+_PYTHON_LOOPS = frozenset({"os", "portable"})
 
 
 def _check_numbers(count: int | None, offset: int | None, dst_offset: int | None,
@@ -78,13 +88,17 @@ def _check_offsets(src: Endpoint, dst: Endpoint, offset: int | None,
                              "Linux appends whatever offset is asked (pwrite(2) BUGS)")
 
 
-def plan(src: object, dst: object, *, dst_offset: int | None = None,
-         backend: str | None = None) -> Plan:
+def plan(src: object, dst: object, *, offset: int | None = None,
+         dst_offset: int | None = None, backend: str | None = None) -> Plan:
     """The methods :func:`transfer` would try for *src* → *dst*, in order, and why,
-    without moving a byte (nothing is flushed or re-positioned either)."""
+    without moving a byte (nothing is flushed or re-positioned either).  Refuses what
+    transfer would refuse for these arguments."""
+    _check_numbers(None, offset, dst_offset, None, None)
     chosen = _backend.resolve(backend)
-    s = _endpoints._classify(src, "src", want_write=False)
-    d = _endpoints._classify(dst, "dst", want_write=True)
+    with _fd.pinned(src, dst) as (src, dst, _):
+        s = _endpoints._classify(src, "src", want_write=False)
+        d = _endpoints._classify(dst, "dst", want_write=True)
+    _check_offsets(s, d, offset, dst_offset)
     return _plan.make_plan(chosen.NAME, chosen.METHODS, s, d,
                            dst_offset=dst_offset is not None)
 
@@ -118,6 +132,9 @@ class _Run:
         self.src_start = job.src_offset
         self.fallbacks: list[Fallback] = []
         self.pipe: Pipe | None = None
+        #: count=None, bounded by the size at the start (a file copied into itself):
+        #: reaching the bound is the end of file the caller asked for (eof=True)
+        self.until_size = False
 
     def _lease_pipe(self, method: Method) -> None:
         needs_pipe = (method is Method.SPLICE and self.src.kind is not EndpointKind.PIPE
@@ -154,8 +171,9 @@ class _Run:
     def succeeded(self, method: Method) -> TransferResult:
         """*method* finished: the result of the whole call."""
         self._return_pipe(clean=True)
+        eof = self.job.eof or (self.until_size and self.job.remaining == 0)
         return TransferResult(self.job.transferred, method, self.backend.NAME,
-                              self.job.eof, tuple(self.fallbacks))
+                              eof, tuple(self.fallbacks))
 
     def failed(self, method: Method, exc: BaseException) -> None:
         """*method* raised *exc*: record a fallback when the rules allow one (SPEC
@@ -184,16 +202,21 @@ class _Run:
         job = self.job
         residue = self._residue()
         self._return_pipe(clean=False)
-        if not isinstance(exc, OSError):
+        if not isinstance(exc, OSError) or exc.errno is None:
             # KeyboardInterrupt from a signal handler, or the progress callback's own
             # error: re-raised as it is, with the counts attached so nothing is lost.
+            # (A system call's OSError always has an errno; a handler's ``raise
+            # TimeoutError()`` has none and must stay a TimeoutError.)
             exc.transferred = job.transferred  # type: ignore[attr-defined]
             exc.residue = residue  # type: ignore[attr-defined]
             exc.add_note(f"zerocopy: {job.transferred} bytes delivered before the "
                          f"transfer stopped; {len(residue)} bytes handed back as .residue")
             return exc
-        return transfer_error(exc.errno or 0, method, job.transferred, residue,
-                              tuple(self.fallbacks))
+        err = transfer_error(exc.errno or 0, method, job.transferred, residue,
+                             tuple(self.fallbacks))
+        for note in getattr(exc, "__notes__", ()):  # e.g. why a pinned fd stopped it
+            err.add_note(note)
+        return err
 
     def unsupported(self) -> UnsupportedTransfer:
         """The error when every method of the plan fell back."""
@@ -260,7 +283,22 @@ def session(src: object, dst: object, count: int | None, offset: int | None,
             backend: str | None) -> Iterator[tuple[_Run, Plan]]:
     """Validate and classify, then yield the run and its plan; on the way out (however
     it is left) restore blocking modes and set the positions SPEC section 4 promises.
-    Shared by the blocking and the asyncio drivers."""
+    Shared by the blocking and the asyncio drivers.
+
+    ``OwnedFd`` endpoints are pinned first and unpinned last (SPEC section 6): a
+    close() from another thread meanwhile is deferred, and stops the run after the
+    current chunk (``_fd.Pins.watch``)."""
+    with _fd.pinned(src, dst) as (src, dst, pins):
+        with _session(src, dst, count, offset, dst_offset, timeout, chunk_size,
+                      pins.watch(progress), backend) as run_and_plan:
+            yield run_and_plan
+
+
+@contextlib.contextmanager
+def _session(src: object, dst: object, count: int | None, offset: int | None,
+             dst_offset: int | None, timeout: float | None, chunk_size: int | None,
+             progress: Callable[[int], object] | None,
+             backend: str | None) -> Iterator[tuple[_Run, Plan]]:
     _check_numbers(count, offset, dst_offset, timeout, chunk_size)
     chosen = _backend.resolve(backend)
     s = _endpoints.source(src)
@@ -272,7 +310,9 @@ def session(src: object, dst: object, count: int | None, offset: int | None,
     if d.seekable and dst_offset is None and d.buffered is not None:
         d.set_position(d.position())
     run = _Run(chosen, s, d, job)
-    restore_blocking = _nonblocking_for_deadline((s, d)) if timeout is not None else []
+    run.until_size = count is None and job.remaining != UNLIMITED
+    restore_blocking = (_nonblocking_for_deadline((s, d))
+                        if timeout is not None or chosen.NAME in _PYTHON_LOOPS else [])
     try:
         yield run, the_plan
     finally:
@@ -290,7 +330,7 @@ def trivial_result(run: _Run, the_plan: Plan) -> TransferResult | None:
     job = run.job
     if job.remaining == 0:
         first = the_plan.steps[0].method if the_plan.steps else Method.READ_WRITE
-        return TransferResult(0, first, run.backend.NAME, False, ())
+        return TransferResult(0, first, run.backend.NAME, run.until_size, ())
     _deliver_read_ahead(run)
     if job.remaining == 0:
         return TransferResult(job.transferred, Method.READ_WRITE, run.backend.NAME, False, ())

@@ -11,6 +11,7 @@ import math
 import select
 import time
 
+from . import _faults
 from ._errors import timeout_error
 from ._job import BLOCKED_DST, BLOCKED_SRC, UNLIMITED, Job
 
@@ -28,6 +29,8 @@ def _timeout(per_wait: float, deadline: float, side: str) -> float:
 
 def _wait(fd: int, readable: bool, per_wait: float, deadline: float, side: str) -> None:
     timeout = _timeout(per_wait, deadline, side)
+    if _faults.armed:
+        _faults.check("poll")
     if hasattr(select, "poll"):
         poller = select.poll()
         poller.register(fd, select.POLLIN if readable else select.POLLOUT)
