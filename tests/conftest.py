@@ -6,6 +6,7 @@ a backend that does not load here is skipped with the reason, never dropped.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import socket
@@ -146,3 +147,22 @@ def stream_pair(request: pytest.FixtureRequest) -> Iterator[tuple[socket.socket,
     a, b = tcp_pair() if request.param == "tcp" else unix_pair()
     with a, b:
         yield a, b
+
+
+def _loop_factories() -> list[object]:
+    try:
+        import uvloop
+    except ImportError as exc:
+        reason = f"uvloop does not import here ({exc})"
+        return [pytest.param(asyncio.new_event_loop, id="asyncio"),
+                pytest.param(None, id="uvloop", marks=pytest.mark.skip(reason=reason))]
+    return [pytest.param(asyncio.new_event_loop, id="asyncio"),
+            pytest.param(uvloop.new_event_loop, id="uvloop")]
+
+
+@pytest.fixture(params=_loop_factories())
+def loop_factory(request: pytest.FixtureRequest) -> Callable[[], asyncio.AbstractEventLoop]:
+    """Each event loop in turn (for ``asyncio.Runner(loop_factory=...)``): asyncio's
+    default and uvloop; uvloop is skipped with the reason when it does not import."""
+    factory: Callable[[], asyncio.AbstractEventLoop] = request.param
+    return factory

@@ -27,8 +27,6 @@ __all__ = ["Endpoint", "destination", "source"]
 _BUFFERED = (io.BufferedReader, io.BufferedWriter, io.BufferedRandom)
 # io objects whose fileno() is where their bytes really come from or go to.
 _FD_BACKED = (io.FileIO, socket.SocketIO, *_BUFFERED)
-#: read-ahead taken from a non-seekable buffered reader per transfer, at most
-_READ_AHEAD_MAX = 1 << 16
 
 
 @dataclass(slots=True, eq=False)
@@ -81,13 +79,16 @@ class Endpoint:
         if reader is None or self.seekable or not isinstance(reader, (io.BufferedReader,
                                                                       io.BufferedRandom)):
             return b""
-        # With the buffer non-empty, read1 returns only buffered bytes; with it empty,
-        # it makes one raw read, which O_NONBLOCK keeps from blocking.
+        # With the buffer non-empty, peek() returns all of it without a system call
+        # (with it empty, it makes one raw read, which O_NONBLOCK keeps from
+        # blocking).  All of it, not a fixed slice: a buffer bigger than the slice
+        # (open(fd, buffering=1 << 20)) would keep bytes the kernel then reads past.
         was_blocking = os.get_blocking(self.fd)
         try:
             if was_blocking:
                 os.set_blocking(self.fd, False)
-            return reader.read1(min(limit, _READ_AHEAD_MAX)) or b""
+            ahead = reader.peek()
+            return reader.read(min(limit, len(ahead))) if ahead else b""
         except BlockingIOError:
             return b""
         finally:

@@ -1,0 +1,153 @@
+"""The native core releases the GIL around its system calls.
+
+A pure-Python thread counts while a large native transfer runs in the main thread.
+If the core held the GIL for the whole call, the counter could not run between the
+call's start and end: its timestamps would leave a gap as long as the transfer.  The
+transfers are sized at run time to last a few tenths of a second on this machine
+(sparse tmpfs files cost nothing), so the test does not depend on its speed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import zerocopy
+from zerocopy import Method
+
+TARGET = 0.3  # seconds a measured transfer should last without contention
+MAX_SIZE = 1 << 40
+
+
+@pytest.fixture
+def sparse(scratch: Path) -> Iterator[Callable[[int], int]]:
+    """Open a sparse file of the given size for reading; returns its fd."""
+    fds: list[int] = []
+
+    def make(size: int) -> int:
+        path = scratch / f"sparse{len(fds)}"
+        with open(path, "wb") as f:
+            f.truncate(size)
+        fds.append(os.open(path, os.O_RDONLY))
+        return fds[-1]
+
+    yield make
+    for fd in fds:
+        os.close(fd)
+
+
+def _sized(run: Callable[[int], zerocopy.TransferResult]) -> int:
+    """A size for which *run* lasts about TARGET seconds (calibrated on 1 GiB)."""
+    size = 1 << 30
+    started = time.perf_counter()
+    run(size)
+    elapsed = max(time.perf_counter() - started, 1e-4)
+    return min(MAX_SIZE, max(size, int(size * TARGET / elapsed)))
+
+
+class Counter(threading.Thread):
+    """Notes the time about every millisecond, in pure Python.
+
+    It sleeps in between, so it takes the GIL only briefly and the transfer never
+    waits a switch interval to get it back after a system call; but it cannot wake
+    up from a sleep while another thread holds the GIL.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.stamps: list[float] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        stamps = self.stamps
+        while not self.stop.is_set():
+            stamps.append(time.perf_counter())
+            time.sleep(0.001)
+
+
+def _counter_progress(run: Callable[[], object]) -> tuple[list[int], float]:
+    """Run *run* with a counter thread; return how many counter stamps fell in each
+    quarter of the call, and how long it lasted."""
+    counter = Counter()
+    counter.start()
+    time.sleep(0.02)  # the counter is running and holds the GIL in turns
+    started = time.perf_counter()
+    run()
+    ended = time.perf_counter()
+    counter.stop.set()
+    counter.join()
+    quarter = (ended - started) / 4
+    buckets = [0, 0, 0, 0]
+    for stamp in counter.stamps:
+        if started <= stamp < ended:
+            buckets[min(3, int((stamp - started) / quarter))] += 1
+    return buckets, ended - started
+
+
+def test_detector_sees_a_gil_holding_call() -> None:
+    """The control: a C call that keeps the GIL (summing a range) leaves the middle empty."""
+    buckets, elapsed = _counter_progress(lambda: sum(range(15_000_000)))
+    if elapsed <= 0.06:
+        pytest.skip("this machine sums too fast to tell")
+    assert buckets[1] == buckets[2] == 0, buckets
+
+
+def _assert_released(buckets: list[int], elapsed: float) -> None:
+    # Holding the GIL for the whole call leaves at most a switch interval (5 ms) of
+    # counting at its start; the two middle quarters would be empty.
+    assert elapsed > 0.06, f"the transfer took {elapsed:.3f}s: too short to tell"
+    assert buckets[1] > 0 and buckets[2] > 0, (
+        f"the counter was stopped during the transfer ({buckets} stamps per quarter "
+        f"of {elapsed:.3f}s): the core held the GIL")
+
+
+def _measure(transfer_size: Callable[[int], zerocopy.TransferResult],
+             method: Method) -> None:
+    """Size the transfer, run it beside the counter, check it and the counter."""
+    size = _sized(transfer_size)
+    results: list[zerocopy.TransferResult] = []
+    buckets, elapsed = _counter_progress(lambda: results.append(transfer_size(size)))
+    assert results[0].method is method and results[0].transferred == size
+    _assert_released(buckets, elapsed)
+
+
+def _native_only(backend: str) -> None:
+    if backend != "native":
+        pytest.skip("only the native core claims to release the GIL in its loops")
+
+
+def test_sendfile_releases_the_gil(backend: str, sparse: Callable[[int], int]) -> None:
+    _native_only(backend)
+    with open(os.devnull, "wb") as null:
+        _measure(lambda size: zerocopy.transfer(sparse(size), null, backend=backend),
+                 Method.SENDFILE)
+
+
+def test_read_write_releases_the_gil(backend: str, sparse: Callable[[int], int],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    _native_only(backend)
+    monkeypatch.setenv("ZEROCOPY_DISABLE", "sendfile")
+    with open(os.devnull, "wb") as null:
+        _measure(lambda size: zerocopy.transfer(sparse(size), null, backend=backend),
+                 Method.READ_WRITE)
+
+
+def test_fast_path_releases_the_gil(backend: str, sparse: Callable[[int], int]) -> None:
+    """The default route (no backend=) of a plain file -> pipe transfer."""
+    _native_only(backend)
+    if os.environ.get("ZEROCOPY_BACKEND", "native") != "native":
+        pytest.skip("ZEROCOPY_BACKEND makes another backend the default")
+    sink = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    assert sink.stdin is not None
+    pipe = sink.stdin.fileno()
+    try:
+        _measure(lambda size: zerocopy.transfer(sparse(size), pipe), Method.SENDFILE)
+    finally:
+        sink.stdin.close()
+        sink.wait(30)
