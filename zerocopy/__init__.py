@@ -8,8 +8,9 @@ back safely before the first byte moves, and returns a :class:`TransferResult`.
 
 from __future__ import annotations
 
-from ._astream import atransfer_to_writer as atransfer_to_writer
-from ._async import atransfer as atransfer
+import importlib
+from typing import TYPE_CHECKING
+
 from ._backend import available_backends as available_backends
 from ._backend import use_backend as use_backend
 from ._errors import TransferError as TransferError
@@ -29,7 +30,15 @@ from ._types import Plan as Plan
 from ._types import PlanStep as PlanStep
 from ._types import TransferResult as TransferResult
 
+if TYPE_CHECKING:
+    from ._astream import atransfer_to_writer as atransfer_to_writer
+    from ._async import atransfer as atransfer
+
 __version__ = "0.1.0"
+
+# The asyncio half loads on first use: importing asyncio costs tens of milliseconds
+# that a blocking server or a command-line tool should not pay.
+_LAZY = {"atransfer": "._async", "atransfer_to_writer": "._astream"}
 
 __all__ = [
     "BorrowedFd",
@@ -56,7 +65,18 @@ __all__ = [
 
 # Tracebacks and reprs say zerocopy.X, not zerocopy._module.X.
 for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("zerocopy._"):
-        _obj.__module__ = __name__
+    if _name not in _LAZY:
+        _obj = globals()[_name]
+        if getattr(_obj, "__module__", "").startswith("zerocopy._"):
+            _obj.__module__ = __name__
 del _name, _obj
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value: object = getattr(importlib.import_module(module, __name__), name)
+    value.__module__ = __name__
+    globals()[name] = value
+    return value

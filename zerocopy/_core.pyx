@@ -96,10 +96,14 @@ cdef int _store(State *st, object job) except -1:
 
 
 cdef int _report(State *st, object job) except -1:
+    """After each chunk: call the progress callback, and enforce the deadline even when
+    nothing ever blocks (file to file, a fast peer): it bounds the whole transfer."""
     progress = job.progress
     if progress is not None:
         _store(st, job)
         progress(st.transferred)
+    if st.deadline >= 0 and st.remaining != 0 and _now() >= st.deadline:
+        raise OSError(ETIMEDOUT, "transfer deadline passed")
     return 0
 
 
@@ -248,12 +252,10 @@ def copy_file_range(job):
     cdef State st
     cdef ssize_t n
     cdef int err = 0
-    cdef long long start
     cdef off_t in_off, out_off
     cdef off_t *in_p
     cdef off_t *out_p
     _load(&st, job)
-    start = st.transferred
     try:
         while st.remaining != 0:
             in_p = _offset_ptr(&st.src_off, &in_off)
@@ -267,7 +269,9 @@ def copy_file_range(job):
                 _blocked(err, &st, False, "copy_file_range")
                 continue
             if n == 0:
-                if st.transferred == start:
+                # Only at the start of the whole transfer: a later 0 (a resumed call in
+                # an event loop, say) is end of file, and falling back would duplicate.
+                if st.transferred == 0:
                     raise MethodDeclined(0, "copy_file_range copied nothing at the start")
                 st.eof = True
                 break

@@ -8,6 +8,8 @@ restore positions and hand back residue after any error, whichever backend ran.
 
 from __future__ import annotations
 
+import errno
+import time
 from collections.abc import Callable
 
 __all__ = ["BLOCKED_BOTH", "BLOCKED_DST", "BLOCKED_SRC", "MAX_SYSCALL_BYTES", "UNLIMITED", "Job"]
@@ -106,6 +108,10 @@ class Job:
             self.dst_offset += count
 
     def report(self) -> None:
-        """Tell the caller's progress callback how far we are."""
+        """After each chunk: tell the caller's progress callback how far we are, and
+        enforce the deadline even when nothing ever blocks (file to file, a fast peer)."""
         if self.progress is not None:
             self.progress(self.transferred)
+        if (self.deadline != UNLIMITED and self.remaining != 0
+                and time.monotonic() >= self.deadline):
+            raise OSError(errno.ETIMEDOUT, "transfer deadline passed")

@@ -58,7 +58,6 @@ def sendfile(job: Job) -> None:
 
 def copy_file_range(job: Job) -> None:
     """copy_file_range(2) between regular files (see the core for the 0-at-start rule)."""
-    start = job.transferred
     while job.remaining != 0:
         try:
             if _faults.armed:
@@ -69,7 +68,7 @@ def copy_file_range(job: Job) -> None:
             _retry_blocked(job, on_src=False)
             continue
         if n == 0:
-            if job.transferred == start:
+            if job.transferred == 0:  # at the start of the whole transfer only
                 raise MethodDeclined(0, "copy_file_range copied nothing at the start")
             job.eof = True
             return

@@ -105,7 +105,7 @@ def plan(src: object, dst: object, *, offset: int | None = None,
 
 def _can_fall_back(method: Method, exc: BaseException, job: Job, src: Endpoint) -> bool:
     if isinstance(exc, MethodDeclined):
-        return True
+        return not job.transferred  # declining after progress would duplicate bytes
     if not isinstance(exc, OSError) or job.transferred or job.residue:
         return False
     if job.in_pipe and not src.seekable:
