@@ -1,6 +1,6 @@
 """Command line: ``zerocopy copy``, ``zerocopy plan``, ``zerocopy probe``, ``zerocopy demo``.
 
-``python -m zerocopy`` is the same program.
+``zerocopy bench`` lives in :mod:`zerocopy._bench`.  ``python -m zerocopy`` is the same program.
 """
 
 from __future__ import annotations
