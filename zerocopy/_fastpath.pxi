@@ -5,7 +5,8 @@
 # It serves only the plain cases: a source read at explicit offsets (a regular file),
 # and a regular-file destination (copy_file_range) or a stream socket or pipe
 # destination (sendfile), with no deadline, progress callback, chunk size or backend
-# choice, and endpoints that carry no Python buffer.  Anything else, and any error
+# choice, and endpoints that carry no Python buffer (but for a BufferedReader source,
+# whose buffer only moves its position).  Anything else, and any error
 # before the first byte moved, returns None and the full path in _transfer.py decides:
 # it redoes the classification and meets the same error, so every rule lives there.
 
@@ -36,6 +37,7 @@ cdef enum:
 
 cdef object _SOCKET_TYPE = _socket.socket
 cdef object _FILEIO_TYPE = _io.FileIO
+cdef object _BUFFERED_READER_TYPE = _io.BufferedReader
 cdef object _COPY_FILE_RANGE = _Method.COPY_FILE_RANGE
 cdef object _SENDFILE = _Method.SENDFILE
 # The sockfs inode of the last socket seen to be SOCK_STREAM: a server sending many
@@ -144,7 +146,7 @@ cdef int _fast_loop(State *st, int method) except -1:
     return 0
 
 
-def fast_transfer(src, dst, count, offset, dst_offset):
+def fast_transfer(object src, object dst, object count, object offset, object dst_offset):
     """Run a plain transfer in one call: a TransferResult, or None when the full path
     must decide.  Raises TransferError when it fails after delivering bytes.  The
     source position (``offset`` None) is left at start + transferred on every way out.
@@ -163,13 +165,20 @@ def fast_transfer(src, dst, count, offset, dst_offset):
                                 _plain_number(dst_offset))
     if n_count == 0 or n_count == -2 or n_offset == -2 or n_dst == -2:
         return None
-    src_fd, dst_fd = _plain_fd(src), _plain_fd(dst)
+    # open(path, "rb") is the commonest source: a BufferedReader.  Its buffer only
+    # matters for the position (the logical tell() is behind the fd by the read-ahead),
+    # so it is read with tell() and set with seek() instead of lseek; with an explicit
+    # offset it does not matter at all.  (BufferedRandom may hold unwritten bytes: the
+    # full path flushes those.)
+    reader = src if type(src) is _BUFFERED_READER_TYPE and not src.closed else None
+    src_fd = reader.fileno() if reader is not None else _plain_fd(src)
+    dst_fd = _plain_fd(dst)
     if src_fd < 0 or dst_fd < 0:
         return None
     method = _fast_method(src_fd, dst_fd, n_count >= 0, n_dst >= 0, &dst_poll)
     if method == 0:
         return None
-    start = n_offset if n_offset >= 0 else lseek(src_fd, 0, SEEK_CUR)
+    start = _fast_start(src_fd, reader, n_offset)
     if start < 0:
         return None
     st.src_fd, st.dst_fd = src_fd, dst_fd
@@ -201,5 +210,21 @@ def fast_transfer(src, dst, count, offset, dst_offset):
         raise
     finally:
         if n_offset < 0:
-            lseek(src_fd, <off_t>(start + st.transferred), SEEK_SET)
+            if reader is not None:
+                reader.seek(start + st.transferred)
+            else:
+                lseek(src_fd, <off_t>(start + st.transferred), SEEK_SET)
     return _fast_result(st.transferred, method_obj, "native", st.eof)
+
+
+cdef long long _fast_start(int src_fd, object reader, long long offset) except -2:
+    """Where to read from: *offset*, else the source's logical position; -1 when it
+    has none (a pipe or socket: the full path decides)."""
+    if offset >= 0:
+        return offset
+    if reader is None:
+        return lseek(src_fd, 0, SEEK_CUR)
+    try:
+        return reader.tell()
+    except OSError:  # not seekable
+        return -1
