@@ -37,67 +37,58 @@ def _retry_blocked(job: Job, on_src: bool) -> None:
         raise
 
 
-def sendfile(job: Job) -> None:
-    """sendfile(2) from a regular file to any fd."""
+def _dst_blocked(job: Job) -> None:
+    _retry_blocked(job, on_src=False)
+
+
+def _either_blocked(job: Job) -> None:
+    if job.src_pollable and job.dst_pollable:
+        wait_both(job)  # a direct splice cannot tell which side blocked
+    else:
+        _retry_blocked(job, on_src=job.src_pollable)
+
+
+def _one_call_per_chunk(job: Job, syscall: _faults.Syscall, call: Callable[[Job], int],
+                        on_blocked: Callable[[Job], None], declines_at_start: bool = False) -> None:
+    """The loop of a method that moves each chunk src -> dst in one call, until
+    ``remaining`` or end of file.  ``declines_at_start``: a 0 before any byte moved
+    means "cannot" (copy_file_range on procfs, see the core), not end of file."""
     while job.remaining != 0:
         try:
             if _faults.armed:
-                _faults.check("sendfile")
-            n = os.sendfile(job.dst_fd, job.src_fd, _offset(job.src_offset), job.next_chunk())
+                _faults.check(syscall)
+            n = call(job)
         except BlockingIOError:
-            _retry_blocked(job, on_src=False)
+            on_blocked(job)
             continue
         if n == 0:
+            if declines_at_start and job.transferred == 0:
+                raise MethodDeclined(0, f"{syscall} copied nothing at the start")
             job.eof = True
             return
         if job.src_offset != UNLIMITED:
             job.src_offset += n
         job.delivered(n)
         job.report()
+
+
+def sendfile(job: Job) -> None:
+    """sendfile(2) from a regular file to any fd."""
+    _one_call_per_chunk(job, "sendfile", lambda j: os.sendfile(
+        j.dst_fd, j.src_fd, _offset(j.src_offset), j.next_chunk()), _dst_blocked)
 
 
 def copy_file_range(job: Job) -> None:
-    """copy_file_range(2) between regular files (see the core for the 0-at-start rule)."""
-    while job.remaining != 0:
-        try:
-            if _faults.armed:
-                _faults.check("copy_file_range")
-            n = os.copy_file_range(job.src_fd, job.dst_fd, job.next_chunk(),
-                                   _offset(job.src_offset), _offset(job.dst_offset))
-        except BlockingIOError:
-            _retry_blocked(job, on_src=False)
-            continue
-        if n == 0:
-            if job.transferred == 0:  # at the start of the whole transfer only
-                raise MethodDeclined(0, "copy_file_range copied nothing at the start")
-            job.eof = True
-            return
-        if job.src_offset != UNLIMITED:
-            job.src_offset += n
-        job.delivered(n)
-        job.report()
+    """copy_file_range(2) between regular files."""
+    _one_call_per_chunk(job, "copy_file_range", lambda j: os.copy_file_range(
+        j.src_fd, j.dst_fd, j.next_chunk(), _offset(j.src_offset), _offset(j.dst_offset)),
+        _dst_blocked, declines_at_start=True)
 
 
 def _splice_direct(job: Job) -> None:
-    while job.remaining != 0:
-        try:
-            if _faults.armed:
-                _faults.check("splice")
-            n = os.splice(job.src_fd, job.dst_fd, job.next_chunk(),
-                          _offset(job.src_offset), _offset(job.dst_offset), os.SPLICE_F_MOVE)
-        except BlockingIOError:
-            if job.src_pollable and job.dst_pollable:
-                wait_both(job)  # either side may be the one that blocked
-            else:
-                _retry_blocked(job, on_src=job.src_pollable)
-            continue
-        if n == 0:
-            job.eof = True
-            return
-        if job.src_offset != UNLIMITED:
-            job.src_offset += n
-        job.delivered(n)
-        job.report()
+    _one_call_per_chunk(job, "splice", lambda j: os.splice(
+        j.src_fd, j.dst_fd, j.next_chunk(), _offset(j.src_offset), _offset(j.dst_offset),
+        os.SPLICE_F_MOVE), _either_blocked)
 
 
 def _splice_via_pipe(job: Job) -> None:
