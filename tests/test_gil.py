@@ -21,6 +21,8 @@ import pytest
 import zerocopy
 from zerocopy import Method
 
+from .conftest import tcp_pair
+
 TARGET = 0.3  # seconds a measured transfer should last without contention
 MAX_SIZE = 1 << 40
 
@@ -151,3 +153,110 @@ def test_fast_path_releases_the_gil(backend: str, sparse: Callable[[int], int]) 
     finally:
         sink.stdin.close()
         sink.wait(30)
+
+
+# -- the convoy: a busy thread must not slow the loop down ----------------------------------
+
+CONVOY_CHUNK = 256 << 10  # small chunks, many calls: hundreds per tenth of a second
+CONVOY_ALONE = 0.1  # seconds the calibrated transfer lasts without contention
+CONVOY_FACTOR = 5  # beside a busy thread it must finish within this many times that
+CONVOY_TRIES = 3  # a noisy machine may slow one try; the convoy slows every one
+
+#: runs a transfer of the given size with the given timeout; returns its seconds
+Timed = Callable[[int, float | None], float]
+
+
+class Busy(threading.Thread):
+    """Counts in pure Python without a pause: it holds the GIL whenever it can, so a
+    thread that wants it back waits for the switch interval (5 ms) every time."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.stop = False
+        self.count = 0
+
+    def run(self) -> None:
+        while not self.stop:
+            self.count += 1
+
+
+def _beside_busy(run: Callable[[], float]) -> float:
+    busy = Busy()
+    busy.start()
+    while not busy.count:
+        time.sleep(0.001)
+    try:
+        return run()
+    finally:
+        busy.stop = True
+        busy.join()
+
+
+def _timed(run: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
+
+
+def _to_null(sparse: Callable[[int], int], backend: str) -> Timed:
+    """A sparse file to /dev/null: sendfile, one call per chunk."""
+    def go(size: int, timeout: float | None) -> float:
+        with open(os.devnull, "wb") as null:
+            src = sparse(size)
+            return _timed(lambda: zerocopy.transfer(src, null, chunk_size=CONVOY_CHUNK,
+                                                    timeout=timeout, backend=backend))
+    return go
+
+
+def _relay(scratch: Path, backend: str) -> Timed:
+    """TCP to TCP between two ``cat`` processes (which hold no GIL): splice through
+    our pipe, two calls per chunk; the old loop took the GIL back after each."""
+    def go(size: int, timeout: float | None) -> float:
+        path = scratch / "relayed"
+        with open(path, "wb") as f:
+            f.truncate(size)
+        feed, src = tcp_pair()
+        dst, drain = tcp_pair()
+        with feed, src, dst, drain:
+            source = subprocess.Popen(["cat", str(path)], stdout=feed.fileno())
+            sink = subprocess.Popen(["cat"], stdin=drain.fileno(), stdout=subprocess.DEVNULL)
+            feed.close()  # the peers hold their own copies
+            drain.close()
+            try:
+                return _timed(lambda: zerocopy.transfer(
+                    src, dst, count=size, chunk_size=CONVOY_CHUNK, timeout=timeout,
+                    backend=backend))
+            finally:
+                src.close()  # after a timeout too: the peers see EPIPE and EOF, and end
+                dst.close()
+                source.wait(30)
+                sink.wait(30)
+    return go
+
+
+@pytest.mark.parametrize("route", ["sendfile", "relay"])
+def test_busy_thread_does_not_convoy_the_loop(backend: str, sparse: Callable[[int], int],
+                                              scratch: Path, route: str) -> None:
+    """Taking the GIL back after every system call waits out a busy thread's switch
+    interval each time (the convoy effect, bpo-7946): these transfers took 10 to 400
+    times as long beside the counter as alone.  The loop now takes the GIL about every
+    50 ms, so the counter costs it little.  The deadline cuts short a try that convoys."""
+    _native_only(backend)
+    go = _to_null(sparse, backend) if route == "sendfile" else _relay(scratch, backend)
+    size = 1 << 28
+    size = max(64 << 20, min(MAX_SIZE, int(size * CONVOY_ALONE / max(go(size, None), 1e-4))))
+    tries = []
+    for _ in range(CONVOY_TRIES):
+        alone = go(size, None)
+        limit = CONVOY_FACTOR * alone
+        try:
+            busy = _beside_busy(lambda: go(size, limit))
+        except TimeoutError:
+            tries.append(f"{alone:.3f}s alone, stopped by the deadline at {limit:.3f}s busy")
+            continue
+        tries.append(f"{alone:.3f}s alone, {busy:.3f}s busy")
+        if busy <= limit:
+            return
+    pytest.fail(f"{route}: {size} bytes in {CONVOY_CHUNK >> 10} KiB chunks took more than "
+                f"{CONVOY_FACTOR}x as long beside a busy Python thread as alone, in every "
+                f"try: {'; '.join(tries)}")

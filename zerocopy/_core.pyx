@@ -1,26 +1,28 @@
 # cython: language_level=3, embedsignature=True, autotestdict=False
 # cython: boundscheck=False, wraparound=False, cdivision=True
-"""The compiled core: one loop per method, in C, with the GIL released around each
-system call only.
+"""The compiled core: one loop per method, in C, running many system calls per
+release of the GIL (``_gilfree.pxi``: it is taken back only when Python must run).
 
 Each function takes a ``zerocopy._job.Job``, copies its numbers into a C struct, runs
-the loop and writes the numbers back after every call that delivered bytes (before
-the progress callback) and on every way out, so the transfer layer always sees how
-far the loop got.  Errors are raised as plain ``OSError`` (the transfer layer turns
-them into zerocopy's own tree).  ``EINTR`` runs Python's signal handlers
-(``PyErr_CheckSignals``, PEP 475) and retries; ``EAGAIN`` waits with ``poll`` on the
-side that blocked, bounded by the per-wait timeout and the deadline.
+the loop and writes the numbers back before each progress callback and on every way
+out, so the transfer layer always sees how far the loop got.  Errors are raised as
+plain ``OSError`` (the transfer layer turns them into zerocopy's own tree).  ``EINTR``
+runs Python's signal handlers (``PyErr_CheckSignals``, PEP 475) and retries;
+``EAGAIN`` waits with ``poll`` on the side that blocked, bounded by the per-wait
+timeout and the deadline.
 """
 
 from cpython.exc cimport PyErr_CheckSignals
 from libc.errno cimport errno, EINTR, EAGAIN, ETIMEDOUT
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport free
+from posix.fcntl cimport fcntl, F_GETFL, O_NONBLOCK
+from posix.stdlib cimport posix_memalign
 from posix.types cimport off_t
 
 from zerocopy._syscalls cimport (
     sendfile as c_sendfile, splice as c_splice, copy_file_range as c_copy_file_range,
     read as c_read, write as c_write, pread as c_pread, pwrite as c_pwrite,
-    poll as c_poll, pollfd, POLLIN, POLLOUT, SPLICE_F_MOVE, SPLICE_F_NONBLOCK,
+    poll as c_poll, pollfd, POLLIN, POLLOUT, SPLICE_F_MOVE, SPLICE_F_NONBLOCK, F_GETPIPE_SZ,
     clock_gettime, timespec, CLOCK_MONOTONIC,
 )
 
@@ -121,19 +123,6 @@ cdef inline void _delivered(State *st, long long n) noexcept nogil:
         st.dst_off += n
 
 
-cdef inline int _moved(State *st, long long n) except -1:
-    """Account *n* delivered bytes, then run pending signal handlers.
-
-    A blocking call that a signal interrupts after moving some bytes returns the
-    partial count, not EINTR (e.g. sendfile or write to a full socket): without this
-    check a handler that raises (Ctrl-C) would wait for an EINTR that may never come,
-    as the next call blocks again.  Checking here keeps the count exact.
-    """
-    _delivered(st, n)
-    PyErr_CheckSignals()
-    return 0
-
-
 cdef inline off_t *_offset_ptr(long long *value, off_t *slot) noexcept nogil:
     # -1 means "use and advance the fd's own position": pass NULL to the kernel.
     if value[0] < 0:
@@ -152,94 +141,87 @@ cdef double _now() noexcept nogil:
     return ts.tv_sec + ts.tv_nsec * 1e-9
 
 
-cdef int _wait(int fd, short events, double per_wait, double deadline, str side) except -1:
-    """Wait with poll (GIL released) until *fd* is ready, or raise TimeoutError."""
-    cdef pollfd p
-    cdef int rc = 0, err = 0, ms
-    cdef double end = deadline, left
-    if per_wait >= 0 and (end < 0 or _now() + per_wait < end):
-        end = _now() + per_wait
-    while True:
-        ms = -1
-        if end >= 0:
-            left = end - _now()
-            if left <= 0:
-                raise OSError(ETIMEDOUT, f"{side}: timed out")
-            ms = <int>(left * 1000.0) + 1
-        p.fd = fd
-        p.events = events
-        p.revents = 0
-        with nogil:
-            rc = -1 if _fault(FAULT_POLL) else c_poll(&p, 1, ms)
-            if rc < 0:
-                err = errno
-        if rc > 0:
-            return 0
-        if rc < 0 and err != EINTR:
-            raise _oserror(err, "poll")
-        PyErr_CheckSignals()   # EINTR, or a timeout that the loop re-checks
+include "_gilfree.pxi"  # Run, _drive: many system calls per GIL release
 
 
-cdef int _blocked(int err, State *st, bint on_src, str syscall) except -1:
-    """EINTR: run signal handlers.  EAGAIN: wait for the side that blocked.  Else raise."""
-    if err == EINTR:
-        PyErr_CheckSignals()
-        return 0
-    if err == EAGAIN:
-        if on_src and st.src_poll:
-            if st.nowait:
-                return _hand_to_event_loop(st, BLOCKED_SRC)
-            return _wait(st.src_fd, POLLIN, st.src_wait, st.deadline, "src")
-        if not on_src and st.dst_poll:
-            if st.nowait:
-                return _hand_to_event_loop(st, BLOCKED_DST)
-            return _wait(st.dst_fd, POLLOUT, st.dst_wait, st.deadline, "dst")
-    raise _oserror(err, syscall)
+cdef int _run_method(object job, int loop) except -1:
+    """Load *job*, drive *loop* over it, store it back however it ends."""
+    cdef State st
+    cdef Run run
+    _load(&st, job)
+    _run_init(&run, loop, job.progress is not None)
+    try:
+        _drive(&st, &run, job)
+        _declined_at_start(&st, loop)
+    finally:
+        _store(&st, job)
+    return 0
 
 
-cdef int _hand_to_event_loop(State *st, int side) except -1:
-    """nowait mode: say which side to wait for and let the event loop do it."""
-    st.blocked = side
-    raise BlockingIOError(EAGAIN, "would block")
+cdef int _declined_at_start(State *st, int loop) except -1:
+    """copy_file_range's first call of the whole transfer copied nothing: decline.  A
+    later 0 (a resumed call in an event loop, say) is end of file, and falling back
+    would duplicate."""
+    if loop == LOOP_COPY_FILE_RANGE and st.eof and st.transferred == 0:
+        st.eof = False
+        raise MethodDeclined(0, "copy_file_range copied nothing at the start")
+    return 0
 
 
-cdef int _wait_both(State *st) except -1:
-    """EAGAIN from a direct splice between two pollable fds: either side may have
-    blocked, so wait until the source is readable, then the destination writable."""
-    if st.nowait:
-        return _hand_to_event_loop(st, BLOCKED_SRC | BLOCKED_DST)
-    _wait(st.src_fd, POLLIN, st.src_wait, st.deadline, "src")
-    return _wait(st.dst_fd, POLLOUT, st.dst_wait, st.deadline, "dst")
+# -- sendfile, copy_file_range ---------------------------------------------------------
+
+cdef ssize_t _file_call(State *st, int loop, bint seam, long long want) noexcept nogil:
+    """One sendfile or copy_file_range call (errno set when it returns -1)."""
+    cdef off_t in_off, out_off
+    if loop == LOOP_SENDFILE:
+        if seam and _fault(FAULT_SENDFILE):
+            return -1
+        return c_sendfile(st.dst_fd, st.src_fd, _offset_ptr(&st.src_off, &in_off),
+                          <size_t>want)
+    if seam and _fault(FAULT_COPY_FILE_RANGE):
+        return -1
+    return c_copy_file_range(st.src_fd, _offset_ptr(&st.src_off, &in_off), st.dst_fd,
+                             _offset_ptr(&st.dst_off, &out_off), <size_t>want, 0)
+
+
+cdef int _run_from_file(State *st, Run *run) noexcept nogil:
+    """sendfile or copy_file_range until Python is needed.
+
+    Both move the whole chunk unless the source ends, or a signal cuts short a wait
+    on a blocking socket (splice_direct_to_actor stops at the first short write), or
+    the destination is non-blocking or (sendfile) a pipe: _short_stops tells."""
+    cdef ssize_t n
+    cdef long long want
+    cdef int why
+    cdef int slot = FAULT_SENDFILE if run.loop == LOOP_SENDFILE else FAULT_COPY_FILE_RANGE
+    while st.remaining != 0:
+        if run.wait_fd >= 0:
+            why = _wait(st, run)
+            if why:
+                return why
+        want = _next_chunk(st)
+        n = _file_call(st, run.loop, run.seam, want)
+        if n < 0:
+            why = _on_error(st, run, errno, slot, BLOCKED_DST)
+            if why:
+                return why
+            continue
+        if n == 0:
+            st.eof = True
+            return STOP_END
+        if st.src_off >= 0:
+            st.src_off += n
+        _delivered(st, n)
+        why = _after_chunk(st, run, n < want and
+                           _short_stops(st, run, run.loop == LOOP_SENDFILE))
+        if why:
+            return why
+    return STOP_END
 
 
 def sendfile(job):
     """sendfile(2) from a regular file to any fd, until ``remaining`` or end of file."""
-    cdef State st
-    cdef ssize_t n
-    cdef int err = 0
-    cdef off_t off
-    cdef off_t *offp
-    _load(&st, job)
-    try:
-        while st.remaining != 0:
-            offp = _offset_ptr(&st.src_off, &off)
-            with nogil:
-                n = -1 if _fault(FAULT_SENDFILE) else c_sendfile(
-                    st.dst_fd, st.src_fd, offp, <size_t>_next_chunk(&st))
-                if n < 0:
-                    err = errno
-            if n < 0:
-                _blocked(err, &st, False, "sendfile")
-                continue
-            if n == 0:
-                st.eof = True
-                break
-            if st.src_off >= 0:
-                st.src_off += n
-            _moved(&st, n)
-            _report(&st, job)
-    finally:
-        _store(&st, job)
+    _run_method(job, LOOP_SENDFILE)
 
 
 def copy_file_range(job):
@@ -249,207 +231,207 @@ def copy_file_range(job):
     files report size 0 and copy_file_range copied nothing from them before Linux
     5.19 (python/cpython#81340, golang/go#44272).
     """
-    cdef State st
-    cdef ssize_t n
-    cdef int err = 0
+    _run_method(job, LOOP_COPY_FILE_RANGE)
+
+
+# -- splice ------------------------------------------------------------------------------
+
+cdef ssize_t _splice_once(Run *run, int fd_in, long long *off_in, int fd_out,
+                          long long *off_out, long long length,
+                          unsigned int flags) noexcept nogil:
     cdef off_t in_off, out_off
-    cdef off_t *in_p
-    cdef off_t *out_p
-    _load(&st, job)
-    try:
-        while st.remaining != 0:
-            in_p = _offset_ptr(&st.src_off, &in_off)
-            out_p = _offset_ptr(&st.dst_off, &out_off)
-            with nogil:
-                n = -1 if _fault(FAULT_COPY_FILE_RANGE) else c_copy_file_range(
-                    st.src_fd, in_p, st.dst_fd, out_p, <size_t>_next_chunk(&st), 0)
-                if n < 0:
-                    err = errno
-            if n < 0:
-                _blocked(err, &st, False, "copy_file_range")
-                continue
-            if n == 0:
-                # Only at the start of the whole transfer: a later 0 (a resumed call in
-                # an event loop, say) is end of file, and falling back would duplicate.
-                if st.transferred == 0:
-                    raise MethodDeclined(0, "copy_file_range copied nothing at the start")
-                st.eof = True
-                break
-            if st.src_off >= 0:
-                st.src_off += n
-            _moved(&st, n)
-            _report(&st, job)
-    finally:
-        _store(&st, job)
+    if run.seam and _fault(FAULT_SPLICE):
+        return -1
+    return c_splice(fd_in, _offset_ptr(off_in, &in_off), fd_out,
+                    _offset_ptr(off_out, &out_off), <size_t>length, flags)
 
 
-cdef ssize_t _splice_once(int fd_in, long long *off_in, int fd_out, long long *off_out,
-                          long long length, unsigned int flags, int *err) noexcept nogil:
-    cdef off_t in_off, out_off
-    cdef ssize_t n = -1 if _fault(FAULT_SPLICE) else c_splice(
-        fd_in, _offset_ptr(off_in, &in_off), fd_out, _offset_ptr(off_out, &out_off),
-        <size_t>length, flags)
-    if n < 0:
-        err[0] = errno
-    return n
+cdef int _run_splice_direct(State *st, Run *run) noexcept nogil:
+    """One side is a pipe: splice straight from src to dst until Python is needed.
 
-
-cdef int _splice_direct(State *st, object job) except -1:
-    """One side is a pipe: splice straight from src to dst."""
+    A count below the chunk is the norm here (a pipe holds 64 KiB to 1 MiB), so it
+    says nothing of signals: one that ends a wait before anything moved is EINTR, and
+    the safety net (PYTHON_EVERY) covers one that cut a transfer short."""
     cdef ssize_t n
-    cdef int err = 0
-    cdef long long none = -1
+    cdef int why
+    cdef int side = (BLOCKED_SRC | BLOCKED_DST if st.src_poll and st.dst_poll
+                     else BLOCKED_SRC if st.src_poll else BLOCKED_DST)
     while st.remaining != 0:
-        with nogil:
-            n = _splice_once(st.src_fd, &st.src_off, st.dst_fd, &st.dst_off,
-                             _next_chunk(st), SPLICE_F_MOVE, &err)
+        if run.wait_fd >= 0:
+            why = _wait(st, run)
+            if why:
+                return why
+        n = _splice_once(run, st.src_fd, &st.src_off, st.dst_fd, &st.dst_off,
+                         _next_chunk(st), SPLICE_F_MOVE)
         if n < 0:
-            if err == EAGAIN and st.src_poll and st.dst_poll:
-                _wait_both(st)
-            else:
-                _blocked(err, st, st.src_poll, "splice")
+            why = _on_error(st, run, errno, FAULT_SPLICE, side)
+            if why:
+                return why
             continue
         if n == 0:
             st.eof = True
-            break
+            return STOP_END
         if st.src_off >= 0:
             st.src_off += n
-        _moved(st, n)
-        _report(st, job)
-    return 0
+        _delivered(st, n)
+        why = _after_chunk(st, run, False)
+        if why:
+            return why
+    return STOP_END
 
 
-cdef int _splice_via_pipe(State *st, object job) except -1:
-    """Neither side is a pipe: src -> our pipe -> dst.
+cdef int _run_splice_via_pipe(State *st, Run *run) noexcept nogil:
+    """Neither side is a pipe: src -> our pipe -> dst, until Python is needed.
 
     The pipe is empty whenever we fill it, so EAGAIN while filling can only mean the
     source has nothing yet, and EAGAIN while emptying only that the destination is
     full: each wait is on exactly one fd (the invariant Go's splice_linux.go uses).
+    Filling is short by nature (tcp_splice_read returns what is queued, EINTR when a
+    signal ends a wait that found nothing); emptying asks for exactly what the pipe
+    holds, so a blocking destination takes it all unless a signal comes.
     """
     cdef ssize_t n
-    cdef int err = 0
+    cdef int why
     cdef long long none = -1
     cdef long long want
     while st.remaining != 0:
+        if run.wait_fd >= 0:
+            why = _wait(st, run)
+            if why:
+                return why
         if st.in_pipe == 0:
             want = _next_chunk(st)
             if want > st.pipe_size:
                 want = st.pipe_size
-            with nogil:
-                n = _splice_once(st.src_fd, &st.src_off, st.pipe_w, &none, want,
-                                 SPLICE_F_MOVE | SPLICE_F_NONBLOCK, &err)
+            n = _splice_once(run, st.src_fd, &st.src_off, st.pipe_w, &none, want,
+                             SPLICE_F_MOVE | SPLICE_F_NONBLOCK)
             if n < 0:
-                _blocked(err, st, True, "splice")
+                why = _on_error(st, run, errno, FAULT_SPLICE, BLOCKED_SRC)
+                if why:
+                    return why
                 continue
             if n == 0:
                 st.eof = True
-                break
+                return STOP_END
             if st.src_off >= 0:
                 st.src_off += n
             st.in_pipe = n
-        while st.in_pipe > 0:
-            with nogil:
-                n = _splice_once(st.pipe_r, &none, st.dst_fd, &st.dst_off, st.in_pipe,
-                                 SPLICE_F_MOVE | SPLICE_F_NONBLOCK, &err)
-            if n < 0:
-                _blocked(err, st, False, "splice")
-                continue
-            st.in_pipe -= n
-            _moved(st, n)
-        _report(st, job)
-    return 0
+        n = _splice_once(run, st.pipe_r, &none, st.dst_fd, &st.dst_off, st.in_pipe,
+                         SPLICE_F_MOVE | SPLICE_F_NONBLOCK)
+        if n < 0:
+            why = _on_error(st, run, errno, FAULT_SPLICE, BLOCKED_DST)
+            if why:
+                return why
+            continue
+        st.in_pipe -= n
+        _delivered(st, n)
+        if st.in_pipe > 0:
+            if _short_stops(st, run, False):
+                return STOP_SIGNALS
+            continue
+        why = _after_chunk(st, run, False)
+        if why:
+            return why
+    return STOP_END
 
 
 def splice(job):
     """splice(2): directly when one side is a pipe, else through ``job``'s pipe."""
-    cdef State st
-    _load(&st, job)
-    try:
-        if st.pipe_w < 0:
-            _splice_direct(&st, job)
-        else:
-            _splice_via_pipe(&st, job)
-    finally:
-        _store(&st, job)
+    _run_method(job, LOOP_SPLICE_DIRECT if job.pipe_w < 0 else LOOP_SPLICE_VIA_PIPE)
 
 
-cdef ssize_t _read_some(State *st, char *buf, long long want, int *err) noexcept nogil:
-    cdef ssize_t n
-    if _fault(FAULT_READ):
-        n = -1
-    elif st.src_off >= 0:
-        n = c_pread(st.src_fd, buf, <size_t>want, <off_t>st.src_off)
-    else:
-        n = c_read(st.src_fd, buf, <size_t>want)
+# -- read/write --------------------------------------------------------------------------
+
+cdef ssize_t _read_some(State *st, Run *run, long long want) noexcept nogil:
+    if run.seam and _fault(FAULT_READ):
+        return -1
+    if st.src_off >= 0:
+        return c_pread(st.src_fd, run.buf, <size_t>want, <off_t>st.src_off)
+    return c_read(st.src_fd, run.buf, <size_t>want)
+
+
+cdef ssize_t _write_some(State *st, Run *run) noexcept nogil:
+    cdef const char *data = run.out + run.out_sent
+    cdef long long length = run.out_len - run.out_sent
+    if run.seam and _fault(FAULT_WRITE):
+        return -1
+    if st.dst_off >= 0:
+        return c_pwrite(st.dst_fd, data, <size_t>length, <off_t>st.dst_off)
+    return c_write(st.dst_fd, data, <size_t>length)
+
+
+cdef int _write_step(State *st, Run *run) noexcept nogil:
+    """One write of what is pending: 0 to go on, else a STOP code.  A blocking fd's
+    write(2) takes all (pipe_write, tcp_sendmsg wait for room) unless a signal comes."""
+    cdef ssize_t n = _write_some(st, run)
     if n < 0:
-        err[0] = errno
-    return n
+        return _on_error(st, run, errno, FAULT_WRITE, BLOCKED_DST)
+    run.out_sent += n
+    _delivered(st, n)
+    if run.out_sent < run.out_len:
+        return STOP_SIGNALS if _short_stops(st, run, False) else 0
+    return _after_chunk(st, run, False) if run.out_report else 0
 
 
-cdef ssize_t _write_some(State *st, const char *buf, long long length, int *err) noexcept nogil:
+cdef int _run_read_write(State *st, Run *run) noexcept nogil:
+    """read(2)/write(2) through run.buf until Python is needed."""
     cdef ssize_t n
-    if _fault(FAULT_WRITE):
-        n = -1
-    elif st.dst_off >= 0:
-        n = c_pwrite(st.dst_fd, buf, <size_t>length, <off_t>st.dst_off)
-    else:
-        n = c_write(st.dst_fd, buf, <size_t>length)
-    if n < 0:
-        err[0] = errno
-    return n
-
-
-cdef int _write_all(State *st, object job, const char *buf, long long length) except -1:
-    cdef long long sent = 0
-    cdef ssize_t n
-    cdef int err = 0
-    try:
-        while sent < length:
-            with nogil:
-                n = _write_some(st, buf + sent, length - sent, &err)
-            if n < 0:
-                _blocked(err, st, False, "write")
-                continue
-            sent += n
-            _moved(st, n)
-    except BaseException:
-        job.residue = buf[sent:length]
-        raise
-    return 0
+    cdef int why
+    cdef long long want
+    while True:
+        if run.wait_fd >= 0:
+            why = _wait(st, run)
+            if why:
+                return why
+        if run.out_sent < run.out_len:
+            why = _write_step(st, run)
+            if why:
+                return why
+            continue
+        if st.remaining == 0:
+            return STOP_END
+        want = _next_chunk(st)
+        if want > run.buf_size:
+            want = run.buf_size
+        n = _read_some(st, run, want)
+        if n < 0:
+            why = _on_error(st, run, errno, FAULT_READ, BLOCKED_SRC)
+            if why:
+                return why
+            continue
+        if n == 0:
+            st.eof = True
+            return STOP_END
+        if st.src_off >= 0:
+            st.src_off += n
+        run.out, run.out_len, run.out_sent, run.out_report = run.buf, n, 0, True
 
 
 def read_write(job):
     """read(2)/write(2) through one buffer: the method that serves every fd."""
     cdef State st
-    cdef ssize_t n
-    cdef int err = 0
-    cdef long long size
-    cdef char *buf
+    cdef Run run
     _load(&st, job)
-    size = min(st.chunk, RW_BUFFER_MAX)
-    buf = <char *>malloc(<size_t>size)
-    if buf == NULL:
+    _run_init(&run, LOOP_READ_WRITE, job.progress is not None)
+    run.buf_size = min(st.chunk, RW_BUFFER_MAX)
+    # Page-aligned: the kernel copies page-cache pages into it with rep movsb, which
+    # is up to 9x slower when the destination is off a 64-byte line (measured on AMD
+    # EPYC: 0.06 s against 0.59 s for 1 GiB of tmpfs); malloc's big blocks sit 16 bytes
+    # past a page boundary.
+    if posix_memalign(<void **>&run.buf, 4096, <size_t>run.buf_size) != 0:
         raise MemoryError()
+    pending = job.residue
     try:
-        pending = job.residue
         if pending:  # resuming after BlockingIOError in nowait mode: finish the write
             job.residue = b""
-            _write_all(&st, job, pending, len(pending))
-        while st.remaining != 0:
-            with nogil:
-                n = _read_some(&st, buf, min(size, _next_chunk(&st)), &err)
-            if n < 0:
-                _blocked(err, &st, True, "read")
-                continue
-            if n == 0:
-                st.eof = True
-                break
-            if st.src_off >= 0:
-                st.src_off += n
-            _write_all(&st, job, buf, n)
-            _report(&st, job)
+            run.out, run.out_len = pending, len(pending)
+        _drive(&st, &run, job)
+    except BaseException:
+        if run.out_sent < run.out_len:  # read, not delivered: hand it back
+            job.residue = run.out[run.out_sent:run.out_len]
+        raise
     finally:
-        free(buf)
+        free(run.buf)
         _store(&st, job)
 
 

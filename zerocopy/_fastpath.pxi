@@ -117,33 +117,14 @@ cdef int _fast_method(int src_fd, int dst_fd, bint bounded, bint dst_offset_give
 
 
 cdef int _fast_loop(State *st, int method) except -1:
-    cdef ssize_t n
-    cdef int err = 0
-    cdef off_t in_off, out_off
-    cdef off_t *out_p
-    while st.remaining != 0:
-        in_off = <off_t>st.src_off
-        out_p = _offset_ptr(&st.dst_off, &out_off)
-        with nogil:
-            if method == FAST_SENDFILE:
-                n = c_sendfile(st.dst_fd, st.src_fd, &in_off, <size_t>_next_chunk(st))
-            else:
-                n = c_copy_file_range(st.src_fd, &in_off, st.dst_fd, out_p,
-                                      <size_t>_next_chunk(st), 0)
-            if n < 0:
-                err = errno
-        if n < 0:
-            _blocked(err, st, False, "sendfile" if method == FAST_SENDFILE else
-                     "copy_file_range")
-            continue
-        if n == 0:
-            if method == FAST_COPY_FILE_RANGE and st.transferred == 0:
-                raise MethodDeclined(0, "copy_file_range copied nothing at the start")
-            st.eof = True
-            break
-        st.src_off += n
-        _moved(st, n)  # runs signal handlers (see _core.pyx)
-    return 0
+    """The full path's GIL-free sendfile / copy_file_range run (_core.pyx), without
+    the fault seam: with faults armed the fast path steps aside."""
+    cdef Run run
+    cdef int loop = LOOP_SENDFILE if method == FAST_SENDFILE else LOOP_COPY_FILE_RANGE
+    _run_init(&run, loop, False)
+    run.seam = False
+    _drive(st, &run, None)
+    return _declined_at_start(st, loop)
 
 
 def fast_transfer(object src, object dst, object count, object offset, object dst_offset):

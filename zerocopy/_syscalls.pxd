@@ -12,6 +12,7 @@ cdef extern from "<fcntl.h>" nogil:
     enum:
         SPLICE_F_MOVE
         SPLICE_F_NONBLOCK
+        F_GETPIPE_SZ  # fcntl fails (EBADF) on anything but a pipe
 
 cdef extern from "<unistd.h>" nogil:
     ssize_t copy_file_range(int fd_in, off_t *off_in, int fd_out, off_t *off_out,
