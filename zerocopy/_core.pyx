@@ -170,39 +170,52 @@ cdef int _declined_at_start(State *st, int loop) except -1:
 
 # -- sendfile, copy_file_range ---------------------------------------------------------
 
-cdef ssize_t _file_call(State *st, int loop, bint seam, long long want) noexcept nogil:
-    """One sendfile or copy_file_range call (errno set when it returns -1)."""
+cdef ssize_t _one_call(State *st, Run *run, long long want) noexcept nogil:
+    """One sendfile, copy_file_range or direct splice call (errno set on -1)."""
     cdef off_t in_off, out_off
-    if loop == LOOP_SENDFILE:
-        if seam and _fault(FAULT_SENDFILE):
+    if run.loop == LOOP_SPLICE_DIRECT:
+        return _splice_once(run, st.src_fd, &st.src_off, st.dst_fd, &st.dst_off, want,
+                            SPLICE_F_MOVE)
+    if run.loop == LOOP_SENDFILE:
+        if run.seam and _fault(FAULT_SENDFILE):
             return -1
         return c_sendfile(st.dst_fd, st.src_fd, _offset_ptr(&st.src_off, &in_off),
                           <size_t>want)
-    if seam and _fault(FAULT_COPY_FILE_RANGE):
+    if run.seam and _fault(FAULT_COPY_FILE_RANGE):
         return -1
     return c_copy_file_range(st.src_fd, _offset_ptr(&st.src_off, &in_off), st.dst_fd,
                              _offset_ptr(&st.dst_off, &out_off), <size_t>want, 0)
 
 
-cdef int _run_from_file(State *st, Run *run) noexcept nogil:
-    """sendfile or copy_file_range until Python is needed.
+cdef int _run_one_call_per_chunk(State *st, Run *run) noexcept nogil:
+    """sendfile, copy_file_range or a direct splice until Python is needed.
 
-    Both move the whole chunk unless the source ends, or a signal cuts short a wait
-    on a blocking socket (splice_direct_to_actor stops at the first short write), or
-    the destination is non-blocking or (sendfile) a pipe: _short_stops tells."""
+    sendfile and copy_file_range move the whole chunk unless the source ends, or a
+    signal cuts short a wait on a blocking socket (splice_direct_to_actor stops at the
+    first short write), or the destination is non-blocking or (sendfile) a pipe:
+    _short_stops tells.  A direct splice (one side a pipe) is short by nature (a pipe
+    holds 64 KiB to 1 MiB), so its count says nothing of signals: one that ends a wait
+    before anything moved is EINTR, and the safety net (PYTHON_EVERY) covers the rest.
+    Either side of a direct splice may be the one that blocked."""
     cdef ssize_t n
     cdef long long want
     cdef int why
-    cdef int slot = FAULT_SENDFILE if run.loop == LOOP_SENDFILE else FAULT_COPY_FILE_RANGE
+    cdef bint direct = run.loop == LOOP_SPLICE_DIRECT
+    cdef int slot = (FAULT_SPLICE if direct else
+                     FAULT_SENDFILE if run.loop == LOOP_SENDFILE else FAULT_COPY_FILE_RANGE)
+    cdef int side = BLOCKED_DST
+    if direct:
+        side = (BLOCKED_SRC | BLOCKED_DST if st.src_poll and st.dst_poll
+                else BLOCKED_SRC if st.src_poll else BLOCKED_DST)
     while st.remaining != 0:
         if run.wait_fd >= 0:
             why = _wait(st, run)
             if why:
                 return why
         want = _next_chunk(st)
-        n = _file_call(st, run.loop, run.seam, want)
+        n = _one_call(st, run, want)
         if n < 0:
-            why = _on_error(st, run, errno, slot, BLOCKED_DST)
+            why = _on_error(st, run, errno, slot, side)
             if why:
                 return why
             continue
@@ -212,7 +225,7 @@ cdef int _run_from_file(State *st, Run *run) noexcept nogil:
         if st.src_off >= 0:
             st.src_off += n
         _delivered(st, n)
-        why = _after_chunk(st, run, n < want and
+        why = _after_chunk(st, run, not direct and n < want and
                            _short_stops(st, run, run.loop == LOOP_SENDFILE))
         if why:
             return why
@@ -244,40 +257,6 @@ cdef ssize_t _splice_once(Run *run, int fd_in, long long *off_in, int fd_out,
         return -1
     return c_splice(fd_in, _offset_ptr(off_in, &in_off), fd_out,
                     _offset_ptr(off_out, &out_off), <size_t>length, flags)
-
-
-cdef int _run_splice_direct(State *st, Run *run) noexcept nogil:
-    """One side is a pipe: splice straight from src to dst until Python is needed.
-
-    A count below the chunk is the norm here (a pipe holds 64 KiB to 1 MiB), so it
-    says nothing of signals: one that ends a wait before anything moved is EINTR, and
-    the safety net (PYTHON_EVERY) covers one that cut a transfer short."""
-    cdef ssize_t n
-    cdef int why
-    cdef int side = (BLOCKED_SRC | BLOCKED_DST if st.src_poll and st.dst_poll
-                     else BLOCKED_SRC if st.src_poll else BLOCKED_DST)
-    while st.remaining != 0:
-        if run.wait_fd >= 0:
-            why = _wait(st, run)
-            if why:
-                return why
-        n = _splice_once(run, st.src_fd, &st.src_off, st.dst_fd, &st.dst_off,
-                         _next_chunk(st), SPLICE_F_MOVE)
-        if n < 0:
-            why = _on_error(st, run, errno, FAULT_SPLICE, side)
-            if why:
-                return why
-            continue
-        if n == 0:
-            st.eof = True
-            return STOP_END
-        if st.src_off >= 0:
-            st.src_off += n
-        _delivered(st, n)
-        why = _after_chunk(st, run, False)
-        if why:
-            return why
-    return STOP_END
 
 
 cdef int _run_splice_via_pipe(State *st, Run *run) noexcept nogil:

@@ -256,10 +256,8 @@ cdef int _drive(State *st, Run *run, object job) except -1:
 
 
 cdef int _run(State *st, Run *run) noexcept nogil:
-    if run.loop == LOOP_SENDFILE or run.loop == LOOP_COPY_FILE_RANGE:
-        return _run_from_file(st, run)
-    if run.loop == LOOP_SPLICE_DIRECT:
-        return _run_splice_direct(st, run)
     if run.loop == LOOP_SPLICE_VIA_PIPE:
         return _run_splice_via_pipe(st, run)
-    return _run_read_write(st, run)
+    if run.loop == LOOP_READ_WRITE:
+        return _run_read_write(st, run)
+    return _run_one_call_per_chunk(st, run)
