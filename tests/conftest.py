@@ -1,24 +1,41 @@
-"""Fixtures shared by the whole suite.
+"""Fixtures shared by the whole suite; the rigs they use live in ``support.py``.
 
-Every behavioural test takes the ``backend`` fixture, so it runs once per backend;
-a backend that does not load here is skipped with the reason, never dropped.
+Where a new test goes: ``contract/`` if it states behaviour every backend must keep
+(it takes the ``backend`` fixture, so it runs once per backend; a backend that does
+not load here is skipped with the reason, never dropped); ``native/`` if only the
+compiled core can show it (the fast path, the GIL, signals); ``aio/`` for asyncio;
+``tooling/`` for probing, the pytest plugin and the benchmark; ``cli/`` for the
+``zerocopy`` commands.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import importlib.util
 import os
 import socket
+import sys
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 import zerocopy
-from zerocopy._backend import BACKENDS
+from zerocopy._backends import BACKENDS, BackendName
+
+from .support import tcp_pair, unix_pair
+
+def pytest_configure(config: pytest.Config) -> None:
+    """``python -m pytest`` from the repository root puts the source tree first on
+    sys.path, so ``import zerocopy`` finds the uncompiled package: half the suite would
+    skip and the rest test the wrong thing.  Stop at once instead, saying what to run."""
+    if sys.platform.startswith("linux") and importlib.util.find_spec("zerocopy._core") is None:
+        pytest.exit(f"zerocopy was imported from {os.path.dirname(zerocopy.__file__)} without "
+                    "its compiled core (python -m pytest from the repository root does "
+                    "that); install and run the tests with: pip install '.[test]' && pytest",
+                    returncode=4)
+
 
 _AVAILABLE = zerocopy.available_backends()
 
@@ -29,9 +46,9 @@ def _backend_param(name: str) -> object:
 
 
 @pytest.fixture(params=[_backend_param(name) for name in BACKENDS])
-def backend(request: pytest.FixtureRequest) -> str:
+def backend(request: pytest.FixtureRequest) -> BackendName:
     """The name of each backend in turn."""
-    name: str = request.param
+    name: BackendName = request.param
     return name
 
 
@@ -41,21 +58,6 @@ def scratch() -> Iterator[Path]:
     base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
     with tempfile.TemporaryDirectory(prefix="zerocopy-test-", dir=base) as path:
         yield Path(path)
-
-
-def pattern(size: int, seed: int = 0) -> bytes:
-    """*size* bytes that differ at every offset (so a shifted copy never matches)."""
-    block = hashlib.sha256(seed.to_bytes(8, "little")).digest()
-    out = bytearray()
-    counter = 0
-    while len(out) < size:
-        out += hashlib.sha256(block + counter.to_bytes(8, "little")).digest()
-        counter += 1
-    return bytes(out[:size])
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 @pytest.fixture
@@ -69,76 +71,6 @@ def make_file(scratch: Path) -> Callable[..., Path]:
         return path
 
     return make
-
-
-class Reader(threading.Thread):
-    """Reads a socket or pipe fd to EOF in the background and keeps the bytes."""
-
-    def __init__(self, fd: int | socket.socket) -> None:
-        super().__init__(daemon=True)
-        self.fd = fd.fileno() if isinstance(fd, socket.socket) else fd
-        self.chunks: list[bytes] = []
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            while data := os.read(self.fd, 1 << 20):
-                self.chunks.append(data)
-        except BaseException as exc:  # noqa: BLE001 - reported by result()
-            self.error = exc
-
-    def result(self, timeout: float = 60) -> bytes:
-        self.join(timeout)
-        assert not self.is_alive(), "reader did not reach EOF"
-        if self.error is not None:
-            raise self.error
-        return b"".join(self.chunks)
-
-
-class Writer(threading.Thread):
-    """Writes *data* to a socket or pipe fd in the background, then closes it."""
-
-    def __init__(self, end: socket.socket | int, data: bytes, close: bool = True) -> None:
-        super().__init__(daemon=True)
-        self.end = end
-        self.data = data
-        self.close = close
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        fd = self.end.fileno() if isinstance(self.end, socket.socket) else self.end
-        try:
-            view = memoryview(self.data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-        except BaseException as exc:  # noqa: BLE001 - reported by finish()
-            self.error = exc
-        finally:
-            if self.close:
-                if isinstance(self.end, socket.socket):
-                    self.end.close()
-                else:
-                    os.close(self.end)
-
-    def finish(self, timeout: float = 60) -> None:
-        self.join(timeout)
-        assert not self.is_alive(), "writer did not finish"
-        if self.error is not None:
-            raise self.error
-
-
-def tcp_pair() -> tuple[socket.socket, socket.socket]:
-    """A connected pair of TCP sockets on the loopback."""
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        client = socket.create_connection(server.getsockname())
-        peer, _ = server.accept()
-    return client, peer
-
-
-def unix_pair() -> tuple[socket.socket, socket.socket]:
-    """A connected pair of Unix stream sockets."""
-    return socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
 
 
 @pytest.fixture(params=["tcp", "unix"])

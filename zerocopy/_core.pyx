@@ -1,15 +1,22 @@
 # cython: language_level=3, embedsignature=True, autotestdict=False
 # cython: boundscheck=False, wraparound=False, cdivision=True
 """The compiled core: one loop per method, in C, running many system calls per
-release of the GIL (``_gilfree.pxi``: it is taken back only when Python must run).
+release of the GIL (``_core_include/gilfree.pxi``: it is taken back only when Python
+must run).
 
-Each function takes a ``zerocopy._job.Job``, copies its numbers into a C struct, runs
-the loop and writes the numbers back before each progress callback and on every way
-out, so the transfer layer always sees how far the loop got.  Errors are raised as
-plain ``OSError`` (the transfer layer turns them into zerocopy's own tree).  ``EINTR``
-runs Python's signal handlers (``PyErr_CheckSignals``, PEP 475) and retries;
-``EAGAIN`` waits with ``poll`` on the side that blocked, bounded by the per-wait
-timeout and the deadline.
+Each loop function takes a ``zerocopy._backends.job.Job``, copies its numbers into a C
+struct, runs and writes the numbers back before each progress callback and on every
+way out, so the driver always sees how far the loop got.  A loop returns when the job
+is finished, blocked (``nowait`` mode) or yields after a chunk (``Job.chunk_done``);
+errors are raised as plain ``OSError`` (the driver turns them into zerocopy's own
+tree).  ``EINTR`` runs Python's signal handlers (``PyErr_CheckSignals``, PEP 475)
+and retries; ``EAGAIN`` waits with ``poll`` on the side that blocked, bounded by the
+per-wait timeout and the deadline.
+
+The includes, in ``_core_include/``: ``syscalls.pxi`` (C declarations), ``faults.pxi``
+(the fault-injection seam), ``probe.pxi`` (which system calls exist),
+``gilfree.pxi`` (running loops GIL-free) and ``fastpath.pxi`` (plain transfers in one
+call).  Numbers shared with Python come from ``zerocopy._constants``.
 """
 
 from cpython.exc cimport PyErr_CheckSignals
@@ -19,26 +26,23 @@ from posix.fcntl cimport fcntl, F_GETFL, O_NONBLOCK
 from posix.stdlib cimport posix_memalign
 from posix.types cimport off_t
 
-from zerocopy._syscalls cimport (
-    sendfile as c_sendfile, splice as c_splice, copy_file_range as c_copy_file_range,
-    read as c_read, write as c_write, pread as c_pread, pwrite as c_pwrite,
-    poll as c_poll, pollfd, POLLIN, POLLOUT, SPLICE_F_MOVE, SPLICE_F_NONBLOCK, F_GETPIPE_SZ,
-    clock_gettime, timespec, CLOCK_MONOTONIC,
-)
+include "_core_include/syscalls.pxi"
 
 import os
 
-from zerocopy._errors import MethodDeclined
+from zerocopy import _constants
 
-# Linux's MAX_RW_COUNT (fs/read_write.c): the most one read/write-like call moves.
+# Read once at import: the one definition is zerocopy._constants.
+cdef long long MAX_SYSCALL = _constants.MAX_SYSCALL_BYTES
+cdef long long RW_BUFFER_MAX = _constants.RW_BUFFER_MAX
+cdef long long DEFAULT_CHUNK = _constants.DEFAULT_CHUNK_SIZE
+
 cdef enum:
-    MAX_SYSCALL = 0x7ffff000
-    RW_BUFFER_MAX = 1 << 20
-    BLOCKED_SRC = 1     # the values of Job.blocked
+    BLOCKED_SRC = 1     # the values of Job.blocked (zerocopy._backends.job)
     BLOCKED_DST = 2
 
-include "_faults.pxi"   # _fault(FAULT_x): the fault-injection seam before each syscall
-include "_probe.pxi"    # probe_syscalls(): which syscalls this kernel has
+include "_core_include/faults.pxi"   # _fault(FAULT_x): the seam before each syscall
+include "_core_include/probe.pxi"    # probe_syscalls(): which syscalls this kernel has
 
 cdef struct State:
     int src_fd
@@ -59,7 +63,8 @@ cdef struct State:
     long long pipe_size
     long long in_pipe
     bint nowait
-    int blocked
+    int blocked            # set when a nowait loop returns to wait for a side
+    long long pause_at     # yield once transferred reaches this; -1: never
 
 
 cdef int _load(State *st, object job) except -1:
@@ -82,6 +87,7 @@ cdef int _load(State *st, object job) except -1:
     st.in_pipe = job.in_pipe
     st.nowait = job.nowait
     st.blocked = 0
+    st.pause_at = job.pause_at
     return 0
 
 
@@ -97,16 +103,19 @@ cdef int _store(State *st, object job) except -1:
     return 0
 
 
-cdef int _report(State *st, object job) except -1:
-    """After each chunk: call the progress callback, and enforce the deadline even when
-    nothing ever blocks (file to file, a fast peer): it bounds the whole transfer."""
+cdef bint _chunk_done(State *st, object job) except -1:
+    """After each chunk, as Job.chunk_done: call the progress callback, enforce the
+    deadline even when nothing ever blocks (file to file, a fast peer), and say
+    whether to yield to the driver (a stop request, or the step budget spent)."""
     progress = job.progress
     if progress is not None:
         _store(st, job)
         progress(st.transferred)
     if st.deadline >= 0 and st.remaining != 0 and _now() >= st.deadline:
         raise OSError(ETIMEDOUT, "transfer deadline passed")
-    return 0
+    if job.stoppable and job.stop is not None:
+        return True
+    return 0 <= st.pause_at <= st.transferred
 
 
 cdef inline long long _next_chunk(State *st) noexcept nogil:
@@ -141,30 +150,19 @@ cdef double _now() noexcept nogil:
     return ts.tv_sec + ts.tv_nsec * 1e-9
 
 
-include "_gilfree.pxi"  # Run, _drive: many system calls per GIL release
+include "_core_include/gilfree.pxi"  # Run, _drive: many system calls per GIL release
 
 
-cdef int _run_method(object job, int loop) except -1:
+cdef int _run_loop(object job, int loop) except -1:
     """Load *job*, drive *loop* over it, store it back however it ends."""
     cdef State st
     cdef Run run
     _load(&st, job)
-    _run_init(&run, loop, job.progress is not None)
+    _run_init(&run, loop, job.checks_each_chunk())
     try:
         _drive(&st, &run, job)
-        _declined_at_start(&st, loop)
     finally:
         _store(&st, job)
-    return 0
-
-
-cdef int _declined_at_start(State *st, int loop) except -1:
-    """copy_file_range's first call of the whole transfer copied nothing: decline.  A
-    later 0 (a resumed call in an event loop, say) is end of file, and falling back
-    would duplicate."""
-    if loop == LOOP_COPY_FILE_RANGE and st.eof and st.transferred == 0:
-        st.eof = False
-        raise MethodDeclined(0, "copy_file_range copied nothing at the start")
     return 0
 
 
@@ -234,17 +232,16 @@ cdef int _run_one_call_per_chunk(State *st, Run *run) noexcept nogil:
 
 def sendfile(job):
     """sendfile(2) from a regular file to any fd, until ``remaining`` or end of file."""
-    _run_method(job, LOOP_SENDFILE)
+    _run_loop(job, LOOP_SENDFILE)
 
 
 def copy_file_range(job):
     """copy_file_range(2) between regular files, until ``remaining`` or end of file.
 
-    Raises MethodDeclined when the very first call copies nothing: procfs and sysfs
-    files report size 0 and copy_file_range copied nothing from them before Linux
-    5.19 (python/cpython#81340, golang/go#44272).
+    A 0 is end of file here; whether it means "cannot" at the very start (procfs and
+    sysfs before Linux 5.19) is the driver's rule (``zerocopy._engine.driver``).
     """
-    _run_method(job, LOOP_COPY_FILE_RANGE)
+    _run_loop(job, LOOP_COPY_FILE_RANGE)
 
 
 # -- splice ------------------------------------------------------------------------------
@@ -314,9 +311,14 @@ cdef int _run_splice_via_pipe(State *st, Run *run) noexcept nogil:
     return STOP_END
 
 
-def splice(job):
-    """splice(2): directly when one side is a pipe, else through ``job``'s pipe."""
-    _run_method(job, LOOP_SPLICE_DIRECT if job.pipe_w < 0 else LOOP_SPLICE_VIA_PIPE)
+def splice_direct(job):
+    """splice(2) when one side is a pipe: one call per chunk."""
+    _run_loop(job, LOOP_SPLICE_DIRECT)
+
+
+def splice_via_pipe(job):
+    """splice(2) src -> ``job``'s pipe -> dst, when neither side is a pipe."""
+    _run_loop(job, LOOP_SPLICE_VIA_PIPE)
 
 
 # -- read/write --------------------------------------------------------------------------
@@ -391,7 +393,7 @@ def read_write(job):
     cdef State st
     cdef Run run
     _load(&st, job)
-    _run_init(&run, LOOP_READ_WRITE, job.progress is not None)
+    _run_init(&run, LOOP_READ_WRITE, job.checks_each_chunk())
     run.buf_size = min(st.chunk, RW_BUFFER_MAX)
     # Page-aligned: the kernel copies page-cache pages into it with rep movsb, which
     # is up to 9x slower when the destination is off a 64-byte line (measured on AMD
@@ -401,17 +403,17 @@ def read_write(job):
         raise MemoryError()
     pending = job.residue
     try:
-        if pending:  # resuming after BlockingIOError in nowait mode: finish the write
+        if pending:  # resuming a nowait loop that returned blocked: finish the write
             job.residue = b""
             run.out, run.out_len = pending, len(pending)
         _drive(&st, &run, job)
-    except BaseException:
-        if run.out_sent < run.out_len:  # read, not delivered: hand it back
-            job.residue = run.out[run.out_sent:run.out_len]
-        raise
     finally:
+        # Read and not delivered: handed back on error, written first when a nowait
+        # loop is called again after it returned blocked.
+        if run.out_sent < run.out_len:
+            job.residue = run.out[run.out_sent:run.out_len]
         free(run.buf)
         _store(&st, job)
 
 
-include "_fastpath.pxi"
+include "_core_include/fastpath.pxi"

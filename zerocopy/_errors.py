@@ -18,17 +18,20 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
     from ._types import Fallback, Method
 
 __all__ = [
+    "Interrupted",
     "MethodDeclined",
     "TransferError",
     "UnsupportedTransfer",
     "ZeroCopyError",
     "error_from_errno",
+    "is_syscall_error",
+    "note_interrupted",
     "transfer_error",
 ]
 
@@ -70,13 +73,34 @@ class TransferError(ZeroCopyError):
     fallbacks: tuple[Fallback, ...] = ()
 
 
-class MethodDeclined(Exception):
-    """Internal: a method found, before moving a byte, that it cannot serve the pair.
+@runtime_checkable
+class Interrupted(Protocol):
+    """What an exception that stopped a transfer carries, whatever its type.
 
-    Raised by the method loops for conditions that carry no errno, such as
-    ``copy_file_range`` returning 0 at the very start (procfs and sysfs files report a
-    size of 0 and copy nothing; fixed in Linux 5.19, kernel commit 868f9f2f8e00).
+    ``TransferError`` has these attributes; so does an exception zerocopy did not
+    raise but let through after a transfer started (``KeyboardInterrupt`` from Ctrl-C,
+    ``asyncio.CancelledError``, the progress callback's own error), which is re-raised
+    unchanged but for them and a note.  ``isinstance(exc, zerocopy.Interrupted)``
+    tells (and narrows the type for a type checker)::
+
+        except KeyboardInterrupt as exc:
+            if isinstance(exc, zerocopy.Interrupted):
+                print(exc.transferred, "bytes delivered;", len(exc.residue), "handed back")
+            raise
+
+    .. versionadded:: 0.1.0
     """
+
+    #: bytes delivered to the destination before the transfer stopped
+    transferred: int
+    #: bytes consumed from a non-seekable source but not delivered (see TransferError)
+    residue: bytes
+
+
+class MethodDeclined(Exception):
+    """Internal: a method cannot serve the pair, for a reason that carries no errno
+    (a backend without the method; ``copy_file_range`` copying nothing at the start,
+    see ``zerocopy._engine.driver``)."""
 
     def __init__(self, errno: int, reason: str) -> None:
         super().__init__(errno, reason)
@@ -120,6 +144,26 @@ def error_from_errno(
 def timeout_error(detail: str) -> ZeroCopyError:
     """The error for a wait that outlived the socket timeout or the deadline."""
     return error_from_errno(_errno.ETIMEDOUT, detail)
+
+
+def is_syscall_error(exc: BaseException) -> bool:
+    """*exc* reports a failed system call (or wait), so the fallback rules apply to
+    it.  Anything else (Ctrl-C, the progress callback's own error, a signal handler's
+    ``raise TimeoutError()``, which has no errno) is the caller's, and is re-raised
+    as it is, with the counts attached (:func:`note_interrupted`)."""
+    return isinstance(exc, MethodDeclined) or (isinstance(exc, OSError)
+                                               and exc.errno is not None)
+
+
+def note_interrupted(exc: BaseException, transferred: int, residue: bytes) -> BaseException:
+    """Attach the counts to an exception that stopped a transfer but is not zerocopy's
+    (KeyboardInterrupt, CancelledError, the progress callback's): ``.transferred``,
+    ``.residue`` and a note, so nothing delivered or consumed is lost.  Returns *exc*."""
+    exc.transferred = transferred  # type: ignore[attr-defined]
+    exc.residue = residue  # type: ignore[attr-defined]
+    exc.add_note(f"zerocopy: {transferred} bytes delivered before the transfer stopped; "
+                 f"{len(residue)} bytes handed back as .residue")
+    return exc
 
 
 def transfer_error(err: int, method: Method, transferred: int, residue: bytes = b"",

@@ -1,4 +1,4 @@
-"""Explicit fd ownership (SPEC section 6): ``OwnedFd`` closes, ``BorrowedFd`` never does.
+"""Explicit fd ownership (docs/ownership.md): ``OwnedFd`` closes, ``BorrowedFd`` never does.
 
 The hazard they remove: fd numbers are reused at once.  If one thread closes fd 7
 while another is still writing to it, the next ``open()`` anywhere in the process
@@ -12,8 +12,8 @@ while the count is non-zero marks the fd closing and returns at once; the last
 transfer to let go closes it.  So the number cannot be reused under a running
 transfer.
 
-A deferred close also asks the transfer to stop: it checks after each chunk and
-raises ``TransferError`` (``errno.ECANCELED``, with ``.transferred``) instead of
+A deferred close also asks the transfer to stop (it sets ``Job.stop``): the transfer
+looks after each chunk and raises ``TransferError`` (``errno.ECANCELED``, with ``.transferred``) instead of
 starting another one.  It never interrupts a system call in progress: a transfer
 blocked on a socket or pipe with no data or no room stays blocked until its
 ``timeout=`` or the peer moves, because only ``shutdown()`` could wake it and shutting
@@ -30,21 +30,26 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from types import TracebackType
-from typing import Protocol, TypeAlias
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 from ._errors import error_from_errno
 
-__all__ = ["BorrowedFd", "OwnedFd", "Pins", "pinned"]
+if TYPE_CHECKING:
+    from ._backends.job import Job
+
+__all__ = ["BorrowedFd", "FdLike", "HasFileno", "OwnedFd", "Pins", "pinned"]
 
 
-class _HasFileno(Protocol):
+class HasFileno(Protocol):
+    """An object with a ``fileno()`` method: a socket, a file object, a pipe end."""
+
     def fileno(self) -> int: ...
 
 
-#: what ``OwnedFd.dup`` and ``BorrowedFd`` accept
-FdLike: TypeAlias = "int | _HasFileno"
+#: An fd as zerocopy takes it: an int, or an object with ``fileno()``.
+FdLike: TypeAlias = int | HasFileno
 _Path: TypeAlias = "str | bytes | os.PathLike[str] | os.PathLike[bytes]"
 
 
@@ -82,13 +87,15 @@ class OwnedFd:
     While transfers use it, ``close()`` is deferred until the last one lets go.
     """
 
-    __slots__ = ("__weakref__", "_closing", "_fd", "_lock", "_users")
+    __slots__ = ("__weakref__", "_closing", "_fd", "_jobs", "_lock", "_users")
 
     def __init__(self, fd: int) -> None:
         self._fd = _check_fd(fd)
         self._lock = threading.Lock()
         self._users = 0
         self._closing = False
+        #: the running transfers pinning this fd, asked to stop by a deferred close
+        self._jobs: list[Job] = []
 
     @classmethod
     def dup(cls, obj: FdLike) -> OwnedFd:
@@ -136,6 +143,8 @@ class OwnedFd:
                 return
             self._closing = True
             if self._users:
+                for job in self._jobs:
+                    job.stop = _closed_under_transfer(self)
                 return  # deferred: _unpin closes it
             fd, self._fd = self._fd, -1
         os.close(fd)
@@ -156,6 +165,14 @@ class OwnedFd:
             fd = self.fileno()
             self._users += 1
             return fd
+
+    def _watch(self, job: Job) -> None:
+        with self._lock:
+            self._jobs.append(job)
+
+    def _unwatch(self, job: Job) -> None:
+        with self._lock:
+            self._jobs.remove(job)
 
     def _unpin(self) -> None:
         with self._lock:
@@ -290,6 +307,7 @@ class Pins:
 
     def __init__(self) -> None:
         self.owners: list[OwnedFd] = []
+        self.watched: list[tuple[OwnedFd, Job]] = []
 
     def take(self, obj: object) -> object:
         """Pin the owner behind *obj*, if any; return what the endpoint layer should
@@ -304,37 +322,36 @@ class Pins:
 
     def release(self) -> None:
         """Unpin in reverse order; the last user of a closing owner closes it."""
+        while self.watched:
+            owner, job = self.watched.pop()
+            owner._unwatch(job)
         while self.owners:
             self.owners.pop()._unpin()
 
-    def watch(self, progress: Callable[[int], object] | None) -> Callable[[int], object] | None:
-        """*progress*, wrapped to stop the transfer after the chunk during which an
-        owner was closed (nothing extra when no owner is pinned)."""
+    def stop_on_close(self, job: Job) -> None:
+        """Ask *job* to stop after its current chunk if an owner is closed meanwhile
+        (until :meth:`release`); nothing extra when no owner is pinned."""
         if not self.owners:
-            return progress
-        owners = tuple(self.owners)
-
-        def report_then_check(transferred: int) -> None:
-            if progress is not None:
-                progress(transferred)  # first: it may be the one that closes
-            for owner in owners:
-                if owner._closing:
-                    raise _closed_under_transfer(owner, transferred)
-
-        return report_then_check
+            return
+        job.stoppable = True
+        for owner in self.owners:
+            owner._watch(job)
+            self.watched.append((owner, job))
+            if owner._closing:  # closed between the pin and now
+                job.stop = _closed_under_transfer(owner)
 
 
-def _closed_under_transfer(owner: OwnedFd, transferred: int) -> OSError:
+def _closed_under_transfer(owner: OwnedFd) -> OSError:
     exc: OSError = error_from_errno(errno.ECANCELED, "transfer stopped")
     exc.add_note(f"zerocopy: {owner!r} was closed by another thread; the transfer "
-                 f"stopped after {transferred} bytes and the fd was closed when it let go")
+                 "stopped after the chunk in flight and the fd was closed when it let go")
     return exc
 
 
 @contextlib.contextmanager
 def pinned(src: object, dst: object) -> Iterator[tuple[object, object, Pins]]:
     """Pin the owners behind *src* and *dst* for a ``with`` block; yields what to
-    classify instead of each, and the :class:`Pins` (for :meth:`Pins.watch`)."""
+    classify instead of each, and the :class:`Pins` (for :meth:`Pins.stop_on_close`)."""
     pins = Pins()
     try:
         yield pins.take(src), pins.take(dst), pins

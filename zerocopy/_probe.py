@@ -21,7 +21,9 @@ import sys
 import threading
 from dataclasses import dataclass
 
-from . import _backend, _plan
+from . import _backends
+from ._constants import BACKEND_ENV, DISABLE_ENV
+from ._engine import plan as _plan
 from ._types import Method
 
 __all__ = ["Capabilities", "probe"]
@@ -183,11 +185,11 @@ def _pipe_sizes() -> tuple[int | None, int | None]:
     return size, limit
 
 
-def _backends() -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+def _list_backends() -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
     loaded, missing = [], []
-    for name in _backend.BACKENDS:
+    for name in _backends.BACKENDS:
         try:
-            _backend.load_backend(name)
+            _backends.load_backend(name)
         except ValueError as exc:
             missing.append((name, str(exc)))
         else:
@@ -199,7 +201,7 @@ def _ask_kernel() -> _Kernel:
     notes: list[str] = []
     syscalls, probed_with = _probe_syscalls(notes)
     pipe_size, pipe_max = _pipe_sizes()
-    loaded, missing = _backends()
+    loaded, missing = _list_backends()
     uname = getattr(os, "uname", None)
     impl = sys.implementation
     version = ".".join(map(str, impl.version[:3]))
@@ -222,7 +224,7 @@ def _gil() -> bool:
 
 def _default_backend() -> tuple[str, str | None]:
     try:
-        return _backend.resolve(None).NAME, None
+        return _backends.resolve(None).NAME, None
     except ValueError as exc:
         return "", f"default backend: {exc}"
 
@@ -230,7 +232,7 @@ def _default_backend() -> tuple[str, str | None]:
 def _assemble(k: _Kernel) -> Capabilities:
     disabled = _plan.disabled_methods()
     default, problem = _default_backend()
-    offered = _backend.load_backend(default).METHODS if default else frozenset()
+    offered = _backends.load_backend(default).METHODS if default else frozenset()
     answers = dict(zip(SYSCALL_NAMES, k.syscalls))
     order = (Method.COPY_FILE_RANGE, Method.SENDFILE, Method.SPLICE, Method.READ_WRITE)
     methods = tuple(
@@ -261,8 +263,8 @@ def probe(refresh: bool = False) -> Capabilities:
         kernel = _kernel
         # What the environment decides is re-read every call (cheap), so the result
         # tracks ZEROCOPY_DISABLE, ZEROCOPY_BACKEND and use_backend like plan() does.
-        key = (os.environ.get(_plan.DISABLE_VAR, ""), os.environ.get(_backend.ENV_VAR, ""),
-               tuple(_backend._swapped), _gil())
+        key = (os.environ.get(DISABLE_ENV, ""), os.environ.get(BACKEND_ENV, ""),
+               _backends.swapped_names(), _gil())
         if _last is not None and _last[0] == key:
             return _last[1]
         caps = _assemble(kernel)

@@ -63,6 +63,9 @@ class PlanStep:
 
     method: Method
     reason: str
+    #: splice only: through a pipe of zerocopy's own (two splices per chunk), because
+    #: neither side is a pipe; False for a direct splice and for every other method
+    via_pipe: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ._backend import BACKENDS, available_backends, use_backend
+from ._backends import BACKENDS, BackendName, available_backends, use_backend
 from ._faults import FaultInjector, Syscall, clear
 
 __all__ = ["FaultInjector", "Syscall", "zerocopy_backend", "zerocopy_faults"]
@@ -31,7 +31,7 @@ def _param(name: str) -> object:
 @pytest.fixture(params=[_param(name) for name in BACKENDS])
 def zerocopy_backend(request: pytest.FixtureRequest) -> Iterator[str]:
     """Each available backend in turn, made the default for the test."""
-    name: str = request.param
+    name: BackendName = request.param
     with use_backend(name):
         yield name
 

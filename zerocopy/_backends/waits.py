@@ -1,0 +1,76 @@
+"""Waiting for a non-blocking fd in pure Python (the "os" and "portable" backends).
+
+The native core has the same logic in C; both bound each wait by the endpoint's own
+timeout (the stdlib's per-wait rule for sockets) and by the transfer's deadline.  In
+``nowait`` mode nothing waits here: the side is recorded in ``job.blocked`` and
+:class:`BlockingIOError` unwinds to the backend's ``run``, which returns to the event
+loop's driver.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import select
+import time
+
+from .. import _faults
+from .._constants import NO_LIMIT
+from .._errors import timeout_error
+from .job import BLOCKED_BOTH, BLOCKED_DST, BLOCKED_SRC, Job
+
+__all__ = ["time_left", "wait_both", "wait_readable", "wait_writable"]
+
+
+def time_left(per_wait: float, deadline: float, side: str) -> float:
+    """Seconds one wait may last (NO_LIMIT for ever); TimeoutError once the deadline
+    has passed."""
+    if deadline == NO_LIMIT:
+        return per_wait
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise timeout_error(f"{side}: transfer deadline passed")
+    return left if per_wait == NO_LIMIT else min(per_wait, left)
+
+
+def _wait(fd: int, readable: bool, per_wait: float, deadline: float, side: str) -> None:
+    timeout = time_left(per_wait, deadline, side)
+    if _faults.armed:
+        _faults.check("poll")
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN if readable else select.POLLOUT)
+        ready = bool(poller.poll(-1 if timeout == NO_LIMIT else math.ceil(timeout * 1000)))
+    else:  # pragma: no cover - platforms without poll (Windows)
+        rl, wl = ([fd], []) if readable else ([], [fd])
+        ready = any(select.select(rl, wl, [], None if timeout == NO_LIMIT else timeout)[:2])
+    if not ready:
+        raise timeout_error(f"{side}: timed out waiting to {'read' if readable else 'write'}")
+
+
+def _hand_to_event_loop(job: Job, side: int) -> None:
+    job.blocked = side
+    raise BlockingIOError(errno.EAGAIN, "would block")
+
+
+def wait_readable(job: Job) -> None:
+    """Block (GIL released) until the source can be read, or raise TimeoutError."""
+    if job.nowait:
+        _hand_to_event_loop(job, BLOCKED_SRC)
+    _wait(job.src_fd, True, job.src_wait, job.deadline, "src")
+
+
+def wait_writable(job: Job) -> None:
+    """Block (GIL released) until the destination can be written, or raise TimeoutError."""
+    if job.nowait:
+        _hand_to_event_loop(job, BLOCKED_DST)
+    _wait(job.dst_fd, False, job.dst_wait, job.deadline, "dst")
+
+
+def wait_both(job: Job) -> None:
+    """EAGAIN from a direct splice between two pollable fds: either side may have
+    blocked, so wait until the source is readable, then the destination writable."""
+    if job.nowait:
+        _hand_to_event_loop(job, BLOCKED_BOTH)
+    wait_readable(job)
+    wait_writable(job)
