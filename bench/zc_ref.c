@@ -24,7 +24,7 @@
 // The peers copy nothing themselves, as a NIC's DMA would not: the sinks splice into
 // /dev/null, the source sends with sendfile from a page-cached file.  With a reading sink the
 // receiver's own copy is the bottleneck on loopback and hides what the sender costs
-// (measured in /work/shared/bench/README.md).
+// (docs/performance.md, "How it measures").
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
