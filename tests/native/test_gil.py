@@ -113,9 +113,15 @@ def _measure(transfer_size: Callable[[int], zerocopy.TransferResult],
              method: Method) -> None:
     """Size the transfer, run it beside the counter, check it and the counter."""
     size = _sized(transfer_size)
-    results: list[zerocopy.TransferResult] = []
-    buckets, elapsed = _counter_progress(lambda: results.append(transfer_size(size)))
-    assert results[0].method is method and results[0].transferred == size
+    # A core that holds the GIL empties the middle quarters every time; a machine too
+    # busy to schedule the counter does so only now and then.  So a run that shows
+    # the counter going on settles it, and only three empty runs in a row fail.
+    for attempt in range(3):
+        results: list[zerocopy.TransferResult] = []
+        buckets, elapsed = _counter_progress(lambda: results.append(transfer_size(size)))
+        assert results[0].method is method and results[0].transferred == size
+        if attempt == 2 or (elapsed > 0.06 and buckets[1] > 0 and buckets[2] > 0):
+            break
     _assert_released(buckets, elapsed)
 
 
