@@ -42,6 +42,14 @@ class ZeroCopyError(OSError):
     .. versionadded:: 0.1.0
     """
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # An instance's class is made per errno (TransferError[BrokenPipeError]) and
+        # cannot be found by name in another process: rebuild it from the public kind
+        # and the errno there, then restore the attributes (.transferred, .residue,
+        # notes).  Without this a ProcessPoolExecutor's future never gets the error.
+        kind = next(c for c in type(self).__mro__ if c in _KINDS)
+        return (_rebuild, (kind, self.args), self.__dict__)
+
 
 class UnsupportedTransfer(ZeroCopyError):
     """No method of the chosen backend can serve this pair of endpoints.
@@ -106,6 +114,16 @@ class MethodDeclined(Exception):
         super().__init__(errno, reason)
         self.errno = errno
         self.reason = reason
+
+
+_KINDS = (TransferError, UnsupportedTransfer, ZeroCopyError)
+
+
+def _rebuild(kind: type[ZeroCopyError], args: tuple[object, ...]) -> ZeroCopyError:
+    """The unpickling half of :meth:`ZeroCopyError.__reduce__`."""
+    err = args[0] if args and isinstance(args[0], int) else 0
+    cls = _mixed_class(kind, _builtin_class(err) if err else OSError)
+    return cls(*args)
 
 
 _E = TypeVar("_E", bound=ZeroCopyError)
