@@ -8,7 +8,8 @@ from __future__ import annotations
 
 __all__ = [
     "AT_FD_POSITION", "BACKEND_ENV", "DEFAULT_CHUNK_SIZE", "DISABLE_ENV", "MAX_SYSCALL_BYTES",
-    "NO_LIMIT", "NO_PIPE", "PIPE_POOL_LIMIT", "PIPE_SIZE", "PYTHON_EVERY", "RW_BUFFER_MAX",
+    "NO_LIMIT", "NO_PIPE", "PIPE_POOL_LIMIT", "PIPE_SIZE", "POLL_AGAIN_FIRST_US",
+    "POLL_AGAIN_TRIES", "PYTHON_EVERY", "RW_BUFFER_MAX",
     "UNTIL_EOF",
 ]
 
@@ -34,6 +35,12 @@ PIPE_POOL_LIMIT = 16
 #: Seconds: while system calls return without needing Python, the core still takes the
 #: GIL back at least this often to run signal handlers (docs/transfer.md, "Signals").
 PYTHON_EVERY = 0.05
+
+#: poll(2) failing with EAGAIN ("allocation of internal data structures failed, but the
+#: request may be attempted again") is retried this many times in a row, sleeping
+#: POLL_AGAIN_FIRST_US microseconds, then twice that, ... (255 ms in all), then raised.
+POLL_AGAIN_TRIES = 8
+POLL_AGAIN_FIRST_US = 1000
 
 #: ``Job.remaining``: move until the source reports end of file.
 UNTIL_EOF = -1

@@ -24,6 +24,7 @@ from libc.errno cimport errno, EINTR, EAGAIN, ETIMEDOUT
 from libc.stdlib cimport free
 from posix.fcntl cimport fcntl, F_GETFL, O_NONBLOCK
 from posix.stdlib cimport posix_memalign
+from posix.unistd cimport usleep
 from posix.types cimport off_t
 
 include "_core_include/syscalls.pxi"

@@ -3,10 +3,12 @@ an injected errno takes the same path a real one would, in every backend."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from zerocopy import BackendName, Method, TransferError, UnsupportedTransfer
 from zerocopy._faults import SYSCALLS, Syscall, inject
 from zerocopy.pytest_plugin import FaultInjector
 
-from ..support import Reader, pattern, sha
+from ..support import Reader, Writer, pattern, sha, tcp_pair
 
 CHUNK = 1 << 16
 KERNEL_BACKENDS = ("native", "os")  # the backends with sendfile/splice/copy_file_range
@@ -287,3 +289,92 @@ def test_python_table_without_the_core(monkeypatch: pytest.MonkeyPatch,
         assert _faults.pending("write") == 0
     finally:
         _faults.clear()
+
+
+# -- poll(2) itself failing with EAGAIN ("may be attempted again") -------------------------
+
+# Per shape (file -> TCP, TCP -> TCP, TCP -> file) and backend: the call whose EAGAIN
+# forces a wait after the first chunk, and how many calls that chunk takes (a splice
+# through our pipe is two: fill, then drain).
+_FORCE_WAIT: dict[str, dict[str, tuple[Syscall, int]]] = {
+    "f2s": {"native": ("sendfile", 1), "os": ("sendfile", 1), "portable": ("write", 1)},
+    "s2s": {"native": ("splice", 2), "os": ("splice", 2), "portable": ("read", 1)},
+    "s2f": {"native": ("splice", 2), "os": ("splice", 2), "portable": ("read", 1)},
+}
+
+
+def _poll_again_run(backend: BackendName, faults: FaultInjector, shape: str, scratch: Path,
+                    poll_failures: int) -> tuple[zerocopy.TransferResult | None,
+                                                 BaseException | None, bytes, bytes]:
+    """One transfer of the shape that must wait once after its first chunk, with poll
+    failing *poll_failures* times in a row with EAGAIN: (result, error, sent, got)."""
+    data = pattern(4 * CHUNK)
+    src_path = scratch / "src"
+    src_path.write_bytes(data)
+    dst_path = scratch / "dst"
+    with contextlib.ExitStack() as stack:
+        feeder = None
+        if shape == "f2s":
+            src: object = stack.enter_context(open(src_path, "rb"))
+        else:
+            feed, sock_src = tcp_pair()
+            stack.enter_context(sock_src)
+            feed.sendall(data[:CHUNK])  # the first chunk is there before the first read
+            feeder = Writer(feed, data[CHUNK:])  # closes feed when done
+            feeder.start()
+            sock_src.settimeout(30)
+            src = sock_src
+        if shape == "s2f":
+            dst: object = stack.enter_context(open(dst_path, "wb"))
+            reader = None
+        else:
+            out, peer = tcp_pair()
+            stack.enter_context(out)
+            out.settimeout(30)
+            reader = Reader(peer)
+            reader.start()
+            dst = out
+        call, first_chunk_calls = _FORCE_WAIT[shape][backend]
+        faults.fail(call, errno.EAGAIN, skip=first_chunk_calls)
+        faults.fail("poll", errno.EAGAIN, times=poll_failures)
+        result = error = None
+        try:
+            result = zerocopy.transfer(src, dst, chunk_size=CHUNK, backend=backend)
+        except BaseException as exc:  # noqa: BLE001 - returned for the test to check
+            error = exc
+        if feeder is not None:
+            if error is None:
+                feeder.finish()
+            else:  # the rest of the stream stays unread: stop the feeder
+                sock_src.close()
+                feeder.join(30)
+        if reader is not None:
+            out.shutdown(socket.SHUT_WR)
+            got = reader.result()
+            peer.close()
+        else:
+            stack.close()
+            got = dst_path.read_bytes()
+    return result, error, data, got
+
+
+@pytest.mark.parametrize("shape", sorted(_FORCE_WAIT))
+def test_poll_eagain_is_retried(backend: BackendName, zerocopy_faults: FaultInjector,
+                                scratch: Path, shape: str) -> None:
+    result, error, sent, got = _poll_again_run(backend, zerocopy_faults, shape, scratch, 3)
+    assert error is None, error
+    assert result is not None and result.transferred == len(sent) and got == sent
+    assert zerocopy_faults.pending("poll") == 0  # all three failures were met, and survived
+
+
+@pytest.mark.parametrize("shape", sorted(_FORCE_WAIT))
+def test_poll_eagain_without_end_is_raised_not_spun(
+        backend: BackendName, zerocopy_faults: FaultInjector, scratch: Path, shape: str) -> None:
+    started = time.monotonic()
+    result, error, sent, got = _poll_again_run(backend, zerocopy_faults, shape, scratch, 1000)
+    assert time.monotonic() - started < 10
+    assert isinstance(error, TransferError) and error.errno == errno.EAGAIN, error
+    # Everything delivered before poll gave up arrived, and nothing more (a socket
+    # source's first read may return less than a whole chunk).
+    assert 0 < error.transferred <= CHUNK and (shape != "f2s" or error.transferred == CHUNK)
+    assert got == sent[:error.transferred]

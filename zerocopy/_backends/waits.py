@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import errno
 import math
+import os
 import select
 import time
 
 from .. import _faults
-from .._constants import NO_LIMIT
-from .._errors import timeout_error
+from .._constants import NO_LIMIT, POLL_AGAIN_FIRST_US, POLL_AGAIN_TRIES
+from .._errors import ZeroCopyError, timeout_error
 from .job import BLOCKED_BOTH, BLOCKED_DST, BLOCKED_SRC, Job
 
-__all__ = ["time_left", "wait_both", "wait_readable", "wait_writable"]
+__all__ = ["poll_retrying", "time_left", "wait_both", "wait_readable", "wait_writable"]
 
 
 def time_left(per_wait: float, deadline: float, side: str) -> float:
@@ -33,17 +34,35 @@ def time_left(per_wait: float, deadline: float, side: str) -> float:
     return left if per_wait == NO_LIMIT else min(per_wait, left)
 
 
-def _wait(fd: int, readable: bool, per_wait: float, deadline: float, side: str) -> None:
-    timeout = time_left(per_wait, deadline, side)
+def _poll_once(fd: int, readable: bool, timeout: float) -> bool:
     if _faults.armed:
         _faults.check("poll")
     if hasattr(select, "poll"):
         poller = select.poll()
         poller.register(fd, select.POLLIN if readable else select.POLLOUT)
-        ready = bool(poller.poll(-1 if timeout == NO_LIMIT else math.ceil(timeout * 1000)))
-    else:  # pragma: no cover - platforms without poll (Windows)
-        rl, wl = ([fd], []) if readable else ([], [fd])
-        ready = any(select.select(rl, wl, [], None if timeout == NO_LIMIT else timeout)[:2])
+        return bool(poller.poll(-1 if timeout == NO_LIMIT else math.ceil(timeout * 1000)))
+    rl, wl = ([fd], []) if readable else ([], [fd])  # pragma: no cover - Windows
+    return any(select.select(rl, wl, [], None if timeout == NO_LIMIT else timeout)[:2])
+
+
+def poll_retrying(fd: int, readable: bool, timeout: float) -> bool:
+    """One wait; poll's own EAGAIN (poll(2): internal allocation failed, "may be
+    attempted again") is retried after a short, growing sleep, a bounded number of
+    times, then raised as an error that is not BlockingIOError (which the loops would
+    take for "the fd would block" and wait again, for ever)."""
+    for attempt in range(POLL_AGAIN_TRIES + 1):
+        try:
+            return _poll_once(fd, readable, timeout)
+        except BlockingIOError:
+            if attempt == POLL_AGAIN_TRIES:
+                raise ZeroCopyError(errno.EAGAIN, "poll kept failing: "
+                                    f"{os.strerror(errno.EAGAIN)}") from None
+            time.sleep(POLL_AGAIN_FIRST_US * (1 << attempt) / 1e6)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _wait(fd: int, readable: bool, per_wait: float, deadline: float, side: str) -> None:
+    ready = poll_retrying(fd, readable, time_left(per_wait, deadline, side))
     if not ready:
         raise timeout_error(f"{side}: timed out waiting to {'read' if readable else 'write'}")
 

@@ -27,6 +27,8 @@
 
 # Seconds: Python runs at least this often while calls return (zerocopy._constants).
 cdef double PYTHON_EVERY = _constants.PYTHON_EVERY
+cdef int POLL_AGAIN_TRIES = _constants.POLL_AGAIN_TRIES
+cdef unsigned int POLL_AGAIN_FIRST_US = _constants.POLL_AGAIN_FIRST_US
 
 cdef enum:
     # What a run stopped for (0: nothing, go on).
@@ -72,6 +74,7 @@ cdef struct Run:
     int wait_side          # BLOCKED_SRC or BLOCKED_DST
     double wait_end        # when it times out, -1: never
     bint then_dst          # after the source, wait for the destination (direct splice)
+    int poll_again         # poll's EAGAIN retries in a row (see _wait)
     # read_write: the bytes read and not yet written (a chunk, or a residue handed
     # back by an earlier nowait call), and the buffer the chunks are read into.
     const char *out
@@ -91,6 +94,7 @@ cdef void _run_init(Run *run, int loop, bint report_each) noexcept nogil:
     run.err = run.call = run.side = 0
     run.wait_fd = -1
     run.then_dst = False
+    run.poll_again = 0
     run.out = NULL
     run.buf = NULL
     run.out_len = run.out_sent = run.buf_size = 0
@@ -190,6 +194,8 @@ cdef int _wait(State *st, Run *run) noexcept nogil:
         p.events = run.wait_events
         p.revents = 0
         rc = -1 if _fault(FAULT_POLL) else c_poll(&p, 1, ms)
+        if rc >= 0:
+            run.poll_again = 0
         if rc > 0:
             if run.then_dst:
                 run.then_dst = False
@@ -200,6 +206,12 @@ cdef int _wait(State *st, Run *run) noexcept nogil:
             err = errno
             if err == EINTR:
                 return STOP_SIGNALS
+            if err == EAGAIN and run.poll_again < POLL_AGAIN_TRIES:
+                # poll(2): "the allocation of internal data structures failed, but
+                # the request may be attempted again" - after a short backoff.
+                run.poll_again += 1
+                usleep(POLL_AGAIN_FIRST_US << (run.poll_again - 1))
+                continue
             run.err, run.call, run.side = err, FAULT_POLL, 0
             return STOP_FAILED
         # rc == 0: a slice or the limit ran out; the clock above says which
