@@ -32,6 +32,7 @@ include "_core_include/syscalls.pxi"
 import os
 
 from zerocopy import _constants
+from zerocopy._errors import from_a_wait as _from_a_wait
 
 # Read once at import: the one definition is zerocopy._constants.
 cdef long long MAX_SYSCALL = _constants.MAX_SYSCALL_BYTES

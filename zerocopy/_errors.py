@@ -30,6 +30,8 @@ __all__ = [
     "UnsupportedTransfer",
     "ZeroCopyError",
     "error_from_errno",
+    "from_a_wait",
+    "is_wait_error",
     "is_syscall_error",
     "note_interrupted",
     "transfer_error",
@@ -171,6 +173,19 @@ def is_syscall_error(exc: BaseException) -> bool:
     as it is, with the counts attached (:func:`note_interrupted`)."""
     return isinstance(exc, MethodDeclined) or (isinstance(exc, OSError)
                                                and exc.errno is not None)
+
+
+def from_a_wait(exc: OSError) -> OSError:
+    """Mark *exc* as the failure of a wait (poll), not of a method's system call: the
+    fallback rules never take it for "this method can't" (poll's EAGAIN means memory
+    ran short, not that another method would do better).  Returns *exc*."""
+    exc._zerocopy_wait = True  # type: ignore[attr-defined]
+    return exc
+
+
+def is_wait_error(exc: BaseException) -> bool:
+    """*exc* was marked by :func:`from_a_wait`."""
+    return bool(getattr(exc, "_zerocopy_wait", False))
 
 
 def note_interrupted(exc: BaseException, transferred: int, residue: bytes) -> BaseException:

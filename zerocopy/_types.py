@@ -33,12 +33,16 @@ class EndpointKind(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Fallback:
-    """A method that gave up before moving a byte, and why."""
+    """A method that gave up, and why: before moving a byte (``offset`` 0), or part
+    way through a seekable source, where the next method resumed at exactly the byte
+    it stopped at (docs/transfer.md, "Errors and fallback")."""
 
     method: Method
     #: the errno it failed with, or 0 when it declined without one
     errno: int
     reason: str
+    #: bytes of this transfer already delivered when it gave up
+    offset: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -241,7 +241,7 @@ class AsyncDriver(Driver):
                 self.failed(step, exc)  # raises unless the rules allow a fallback
                 continue
             return self.succeeded(step)
-        raise self.unsupported()
+        raise self.exhausted()
 
     async def drive(self) -> TransferResult:
         """Run the plan; a cancellation always carries the counts."""

@@ -17,7 +17,7 @@ import time
 
 from .. import _faults
 from .._constants import NO_LIMIT, POLL_AGAIN_FIRST_US, POLL_AGAIN_TRIES
-from .._errors import ZeroCopyError, timeout_error
+from .._errors import ZeroCopyError, from_a_wait, timeout_error
 from .job import BLOCKED_BOTH, BLOCKED_DST, BLOCKED_SRC, Job
 
 __all__ = ["poll_retrying", "time_left", "wait_both", "wait_readable", "wait_writable"]
@@ -55,9 +55,11 @@ def poll_retrying(fd: int, readable: bool, timeout: float) -> bool:
             return _poll_once(fd, readable, timeout)
         except BlockingIOError:
             if attempt == POLL_AGAIN_TRIES:
-                raise ZeroCopyError(errno.EAGAIN, "poll kept failing: "
-                                    f"{os.strerror(errno.EAGAIN)}") from None
+                raise from_a_wait(ZeroCopyError(errno.EAGAIN, "poll kept failing: "
+                                                f"{os.strerror(errno.EAGAIN)}")) from None
             time.sleep(POLL_AGAIN_FIRST_US * (1 << attempt) / 1e6)
+        except OSError as exc:
+            raise from_a_wait(exc) from None
     raise AssertionError("unreachable")  # pragma: no cover
 
 

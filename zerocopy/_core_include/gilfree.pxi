@@ -243,6 +243,8 @@ cdef int _failed(State *st, Run *run) except -1:
     if run.err == EAGAIN and st.nowait and _pollable(st, run.side):
         st.blocked = run.side
         return TURN_RETURN
+    if run.call == FAULT_POLL:
+        raise _from_a_wait(_oserror(run.err, "poll"))
     raise _oserror(run.err, _CALL_NAMES[run.call])
 
 

@@ -33,7 +33,8 @@ from .._backends.job import Job
 from .._backends.portable import write_all
 from .._constants import DEFAULT_CHUNK_SIZE, MAX_SYSCALL_BYTES, NO_PIPE, UNTIL_EOF
 from .._errors import (
-    MethodDeclined, UnsupportedTransfer, error_from_errno, is_syscall_error, note_interrupted,
+    MethodDeclined, UnsupportedTransfer, error_from_errno, is_syscall_error, is_wait_error,
+    note_interrupted,
     transfer_error,
 )
 from .._pipes import Pipe, pool
@@ -41,7 +42,7 @@ from .._types import Fallback, Method, Plan, PlanStep, TransferResult
 from . import endpoints, plan
 from .endpoints import Endpoint
 
-__all__ = ["BlockingDriver", "Driver", "check_numbers", "check_offsets"]
+__all__ = ["BlockingDriver", "Driver", "check_numbers", "check_offsets", "method_cannot"]
 
 # errnos that mean "this method can't do this pair", if nothing has moved yet
 # (docs/transfer.md, "Errors and fallback"; Go's handleCopyFileRangeErr).  EAGAIN
@@ -88,12 +89,19 @@ def check_offsets(src: Endpoint, dst: Endpoint, offset: int | None,
                              "Linux appends whatever offset is asked (pwrite(2) BUGS)")
 
 
-def _fallback(method: Method, exc: BaseException) -> Fallback:
+def method_cannot(method: Method, err: int) -> bool:
+    """*err* from *method* means "this method can't do this pair" (not "the endpoint
+    is broken or full": EPIPE, ECONNRESET, ENOSPC, EFBIG, EDQUOT, EBADF never are)."""
+    return err in (_COPY_FILE_RANGE_CANNOT if method is Method.COPY_FILE_RANGE
+                   else _METHOD_CANNOT)
+
+
+def _fallback(method: Method, exc: BaseException, offset: int) -> Fallback:
     if isinstance(exc, MethodDeclined):
-        return Fallback(method, exc.errno, exc.reason)
+        return Fallback(method, exc.errno, exc.reason, offset)
     assert isinstance(exc, OSError)
     err = exc.errno or 0
-    return Fallback(method, err, os.strerror(err) if err else str(exc))
+    return Fallback(method, err, os.strerror(err) if err else str(exc), offset)
 
 
 def _make_job(src: Endpoint, dst: Endpoint, count: int | None, offset: int | None,
@@ -132,6 +140,8 @@ class Driver:
         self.timeout_given = timeout_given
         self.src_start = job.src_offset
         self.fallbacks: list[Fallback] = []
+        #: the method and error of the last fallback (for exhausted())
+        self.last_failure: tuple[Method, BaseException] | None = None
         self.pipe: Pipe | None = None
         #: count=None, bounded by the size at the start (a file copied into itself):
         #: reaching the bound is the end of file the caller asked for (eof=True)
@@ -142,20 +152,22 @@ class Driver:
     def opened(cls: type[_D], src: object, dst: object, count: int | None,
                offset: int | None, dst_offset: int | None, timeout: float | None,
                chunk_size: int | None, progress: Callable[[int], object] | None,
-               backend: str | None) -> Iterator[_D]:
+               backend: str | None, *, skip: Method | None = None) -> Iterator[_D]:
         """Validate and classify, then yield the driver; on the way out (however it is
         left) restore blocking modes and set the positions docs/transfer.md promises.
 
         ``OwnedFd`` endpoints are pinned first and unpinned last (docs/ownership.md):
         a close() from another thread meanwhile is deferred, and sets ``job.stop``
-        so the transfer stops after the current chunk."""
+        so the transfer stops after the current chunk.  *skip* leaves a method out
+        (it already gave up part way: the fast path's handoff)."""
         check_numbers(count, offset, dst_offset, timeout, chunk_size)
         chosen = _backends.resolve(backend)
         with _fd.pinned(src, dst) as (src, dst, pins):
             s = endpoints.source(src)
             d = endpoints.destination(dst)
             check_offsets(s, d, offset, dst_offset)
-            the_plan = plan.make_plan(chosen.NAME, chosen.METHODS, s, d,
+            methods = chosen.METHODS if skip is None else chosen.METHODS - {skip}
+            the_plan = plan.make_plan(chosen.NAME, methods, s, d,
                                       dst_offset=dst_offset is not None)
             job = _make_job(s, d, count, offset, dst_offset, timeout, chunk_size, progress)
             if d.seekable and dst_offset is None and d.buffered is not None:
@@ -260,24 +272,35 @@ class Driver:
         (docs/transfer.md, "Errors and fallback"), else raise what the caller sees."""
         if not self._can_fall_back(step, exc):
             raise self.failure(step.method, exc) from None
-        self.fallbacks.append(_fallback(step.method, exc))
+        job = self.job
+        self.fallbacks.append(_fallback(step.method, exc, job.transferred))
+        self.last_failure = (step.method, exc)
         if isinstance(exc, OSError) and exc.errno == errno.ENOSYS:
             plan.note_absent(step.method)
         self._return_pipe(clean=False)
-        job = self.job
-        job.src_offset, job.in_pipe, job.eof = self.src_start, 0, False
+        # The next method starts at the first byte not delivered: a seekable source
+        # is read there again (what sat in our pipe or buffer is simply re-read).
+        if self.src.seekable:
+            job.src_offset = self.src_start + job.transferred
+            job.residue = b""
+        job.in_pipe, job.eof = 0, False
 
     def _can_fall_back(self, step: PlanStep, exc: BaseException) -> bool:
+        """The fallback rule (docs/transfer.md, "Errors and fallback"): a system
+        call's "this method can't" before the first byte; after it, only when the
+        source is seekable, so the bytes so far are known exactly and the next method
+        resumes at the byte where this one stopped (nothing duplicated, nothing lost)."""
         job = self.job
-        if not is_syscall_error(exc) or job.transferred or job.residue:
+        if not is_syscall_error(exc) or is_wait_error(exc):
             return False
         if isinstance(exc, MethodDeclined):
+            return not job.transferred
+        if not (isinstance(exc, OSError) and method_cannot(step.method, exc.errno or 0)):
+            return False
+        if self.src.seekable:
             return True
-        if job.in_pipe and not self.src.seekable:
-            return False  # bytes were consumed from a socket: they must be handed back
-        cannot = (_COPY_FILE_RANGE_CANNOT if step.method is Method.COPY_FILE_RANGE
-                  else _METHOD_CANNOT)
-        return isinstance(exc, OSError) and exc.errno in cannot
+        # A socket or pipe source: bytes it gave up cannot be read again.
+        return not (job.transferred or job.residue or job.in_pipe)
 
     def failure(self, method: Method, exc: BaseException) -> BaseException:
         """The exception the caller sees when *method* stopped with *exc*: a
@@ -293,8 +316,16 @@ class Driver:
             err.add_note(note)
         return err
 
+    def exhausted(self) -> BaseException:
+        """The error when every method of the plan fell back: UnsupportedTransfer
+        before the first byte; after it, the last method's error with the counts."""
+        if self.job.transferred and self.last_failure is not None:
+            self.fallbacks.pop()  # it is the error itself, not a method before it
+            return self.failure(*self.last_failure)
+        return self.unsupported()
+
     def unsupported(self) -> UnsupportedTransfer:
-        """The error when every method of the plan fell back."""
+        """The error when every method of the plan fell back before the first byte."""
         last = self.fallbacks[-1].errno if self.fallbacks else errno.EINVAL
         tried = "; ".join(f"{f.method.value}: {f.reason}" for f in self.fallbacks)
         err = error_from_errno(
@@ -347,4 +378,4 @@ class BlockingDriver(Driver):
                 self.failed(step, exc)
                 continue
             return self.succeeded(step)
-        raise self.unsupported()
+        raise self.exhausted()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from .. import _backends, _fd
 from .._backends import BackendName
-from .._types import Plan, TransferResult
+from .._errors import Interrupted, TransferError
+from .._types import Fallback, Plan, TransferResult
 from . import endpoints
-from .driver import BlockingDriver, check_numbers, check_offsets
+from .driver import BlockingDriver, check_numbers, check_offsets, method_cannot
 from .fastpath import fast_transfer
 from .plan import make_plan
 
@@ -96,9 +98,41 @@ def transfer(src: object, dst: object, count: int | None = None, *,
     """
     if (timeout is None and progress is None and chunk_size is None and backend is None
             and not _backends.default_is_swapped()):
-        result = fast_transfer(src, dst, count, offset, dst_offset)
+        try:
+            result = fast_transfer(src, dst, count, offset, dst_offset)
+        except TransferError as exc:
+            if exc.method is None or not method_cannot(exc.method, exc.errno or 0):
+                raise
+            # The fast path's source is a regular file: resume where it stopped.
+            return _resume_after(exc, src, dst, count, offset)
         if result is not None:
             return result
     with BlockingDriver.opened(src, dst, count, offset, dst_offset, timeout, chunk_size,
                                progress, backend) as driver:
         return driver.run()
+
+
+def _resume_after(exc: TransferError, src: object, dst: object, count: int | None,
+                  offset: int | None) -> TransferResult:
+    """The fast path's method failed part way with "this method can't" (EIO from
+    copy_file_range on CIFS, say): the full path goes on from the first byte not
+    delivered without that method, and the result (or error) counts both parts."""
+    assert exc.method is not None
+    done = exc.transferred
+    gave_up = Fallback(exc.method, exc.errno or 0, os.strerror(exc.errno or 0), done)
+    rest_count = None if count is None else count - done
+    rest_offset = None if offset is None else offset + done
+    try:
+        with BlockingDriver.opened(src, dst, rest_count, rest_offset, None, None, None,
+                                   None, None, skip=exc.method) as driver:
+            rest = driver.run()
+    except TransferError as later:
+        later.transferred += done
+        later.fallbacks = (gave_up, *later.fallbacks)
+        raise
+    except BaseException as later:
+        if isinstance(later, Interrupted):
+            later.transferred += done
+        raise
+    return TransferResult(done + rest.transferred, rest.method, rest.backend, rest.eof,
+                          (gave_up, *rest.fallbacks))
