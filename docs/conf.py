@@ -45,3 +45,10 @@ intersphinx_timeout = 5
 
 html_theme = "furo"
 html_title = f"zerocopy {release}"
+
+# The asyncio names load lazily (zerocopy.__getattr__) and so are missing from dir(zerocopy),
+# which autodoc walks: resolve every public name once so the reference lists all of __all__.
+import zerocopy as _zerocopy
+
+for _name in _zerocopy.__all__:
+    getattr(_zerocopy, _name)
