@@ -52,3 +52,46 @@ import zerocopy as _zerocopy
 
 for _name in _zerocopy.__all__:
     getattr(_zerocopy, _name)
+
+# zerocopy/__init__.py sets each public class's __module__ to "zerocopy" (so reprs and
+# tracebacks say zerocopy.X), which sends autodoc's source analyser to __init__.py, where
+# the ``#:`` comments documenting the fields (TransferResult.transferred, ...) are not.
+# Read them from the module that defines each class instead.
+import sys as _sys
+
+from sphinx.pycode import ModuleAnalyzer as _ModuleAnalyzer
+
+
+def _field_docs() -> dict[str, list[str]]:
+    docs: dict[str, list[str]] = {}
+    public = {id(getattr(_zerocopy, name)): name for name in _zerocopy.__all__}
+    for modname, module in list(_sys.modules.items()):
+        if not modname.startswith("zerocopy._") or module is None:
+            continue
+        names = {name for name, obj in vars(module).items()
+                 if isinstance(obj, type) and public.get(id(obj)) == name}
+        if not names:
+            continue
+        try:
+            found = _ModuleAnalyzer.for_module(modname).find_attr_docs()
+        except Exception:  # a compiled module has no source to analyse
+            continue
+        for (cls, attr), lines in found.items():
+            if cls in names:
+                docs[f"zerocopy.{cls}.{attr}"] = list(lines)
+    return docs
+
+
+def _add_field_docs(app: object, what: str, name: str, obj: object, options: object,
+                    lines: list[str]) -> None:
+    if what == "attribute" and not any(line.strip() for line in lines):
+        lines[:] = _FIELD_DOCS.get(name, lines)
+
+
+def setup(app: object) -> None:
+    global _FIELD_DOCS
+    _FIELD_DOCS = _field_docs()
+    app.connect("autodoc-process-docstring", _add_field_docs)  # type: ignore[attr-defined]
+
+
+_FIELD_DOCS: dict[str, list[str]] = {}

@@ -33,7 +33,12 @@ class EndpointKind(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Fallback:
-    """A method that gave up before moving a byte, and why."""
+    """A method that gave up before moving a byte, and why.
+
+    Listed in :attr:`TransferResult.fallbacks` and :attr:`UnsupportedTransfer.fallbacks`;
+    the errnos that mean "this method cannot serve this pair" are in the transfer contract
+    (docs/transfer.md, "Errors and fallback").
+    """
 
     method: Method
     #: the errno it failed with, or 0 when it declined without one
@@ -43,7 +48,12 @@ class Fallback:
 
 @dataclass(frozen=True, slots=True)
 class TransferResult:
-    """What a transfer did."""
+    """What a transfer did: returned by :func:`transfer` and :func:`atransfer`.
+
+    ``transferred < count`` only with ``eof`` true: the source ended first.  An error
+    never returns a result; it raises :class:`TransferError`, which carries the same
+    count as ``transferred``.
+    """
 
     #: bytes delivered to the destination
     transferred: int
