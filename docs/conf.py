@@ -7,7 +7,14 @@ the compiled core's signatures are the ones a user gets.
 
 from __future__ import annotations
 
+import sys as _sys
 from importlib.metadata import version as _version
+
+from sphinx.application import Sphinx
+from sphinx.ext.napoleon import _process_docstring as _napoleon_process
+from sphinx.pycode import ModuleAnalyzer as _ModuleAnalyzer
+
+import zerocopy as _zerocopy
 
 project = "zerocopy"
 author = "zerocopy contributors"
@@ -19,12 +26,12 @@ extensions = [
     "myst_parser",
     "sphinx.ext.autodoc",
     "sphinx.ext.intersphinx",
-    "sphinx.ext.napoleon",
+    "sphinx.ext.napoleon",  # the docstrings of transfer() and plan() use Google sections
 ]
 
 source_suffix = {".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "conftest.py", "README.md"]
+exclude_patterns = ["_build", "README.md"]
 
 myst_enable_extensions = ["colon_fence", "deflist"]
 # Headings become link targets, so pages can link to each other's sections.
@@ -48,22 +55,16 @@ html_title = f"zerocopy {release}"
 
 # The asyncio names load lazily (zerocopy.__getattr__) and so are missing from dir(zerocopy),
 # which autodoc walks: resolve every public name once so the reference lists all of __all__.
-import zerocopy as _zerocopy
-
 for _name in _zerocopy.__all__:
     getattr(_zerocopy, _name)
+
 
 # zerocopy/__init__.py sets each public class's __module__ to "zerocopy" (so reprs and
 # tracebacks say zerocopy.X), which sends autodoc's source analyser to __init__.py, where
 # the ``#:`` comments documenting the fields (TransferResult.transferred, ...) are not.
 # Read them from the module that defines each class instead.
-import sys as _sys
-
-from sphinx.pycode import ModuleAnalyzer as _ModuleAnalyzer
-
-
-def _field_docs() -> dict[str, list[str]]:
-    docs: dict[str, list[str]] = {}
+def _field_docs() -> dict[tuple[str, str], list[str]]:
+    docs: dict[tuple[str, str], list[str]] = {}
     public = {id(getattr(_zerocopy, name)): name for name in _zerocopy.__all__}
     for modname, module in list(_sys.modules.items()):
         if not modname.startswith("zerocopy._") or module is None:
@@ -76,22 +77,25 @@ def _field_docs() -> dict[str, list[str]]:
             found = _ModuleAnalyzer.for_module(modname).find_attr_docs()
         except Exception:  # a compiled module has no source to analyse
             continue
-        for (cls, attr), lines in found.items():
-            if cls in names:
-                docs[f"zerocopy.{cls}.{attr}"] = list(lines)
+        docs.update({key: list(lines) for key, lines in found.items() if key[0] in names})
     return docs
 
 
-def _add_field_docs(app: object, what: str, name: str, obj: object, options: object,
-                    lines: list[str]) -> None:
-    if what == "attribute" and not any(line.strip() for line in lines):
-        lines[:] = _FIELD_DOCS.get(name, lines)
+_ANALYZER = _ModuleAnalyzer.for_module("zerocopy")
+_ANALYZER.analyze()
+_ANALYZER.attr_docs.update(_field_docs())
 
 
-def setup(app: object) -> None:
-    global _FIELD_DOCS
-    _FIELD_DOCS = _field_docs()
-    app.connect("autodoc-process-docstring", _add_field_docs)  # type: ignore[attr-defined]
+def _napoleon_except_fields(app: Sphinx, what: str, name: str, obj: object,
+                            options: object, lines: list[str]) -> None:
+    # Napoleon reads a field's "``sendfile(2)``: from the page cache" as "type: text";
+    # the fields' ``#:`` comments are plain reST, so they skip it.
+    if what != "attribute":
+        _napoleon_process(app, what, name, obj, options, lines)
 
 
-_FIELD_DOCS: dict[str, list[str]] = {}
+def setup(app: Sphinx) -> None:
+    for listener in list(app.events.listeners["autodoc-process-docstring"]):
+        if listener.handler is _napoleon_process:
+            app.disconnect(listener.id)
+    app.connect("autodoc-process-docstring", _napoleon_except_fields)
