@@ -10,7 +10,11 @@ __all__ = ["EndpointKind", "Fallback", "Method", "Plan", "PlanStep", "TransferRe
 
 
 class Method(enum.Enum):
-    """How bytes were (or would be) moved."""
+    """How bytes were (or would be) moved: :attr:`TransferResult.method`,
+    :attr:`PlanStep.method`, :attr:`Fallback.method`.
+
+    The value is the word ``ZEROCOPY_DISABLE`` takes for the method.
+    """
 
     #: ``copy_file_range(2)``: file to file inside the kernel (may reflink).
     COPY_FILE_RANGE = "copy_file_range"
@@ -23,7 +27,8 @@ class Method(enum.Enum):
 
 
 class EndpointKind(enum.Enum):
-    """What an endpoint is, as classified from ``fstat`` and socket options."""
+    """What an endpoint is, as classified from ``fstat`` and socket options
+    (:attr:`Plan.src`, :attr:`Plan.dst`); the kinds decide the methods tried."""
 
     FILE = "file"  #: a regular file (including procfs and sysfs files)
     SOCKET = "socket"  #: a stream socket (TCP, Unix)
