@@ -10,7 +10,11 @@ __all__ = ["EndpointKind", "Fallback", "Method", "Plan", "PlanStep", "TransferRe
 
 
 class Method(enum.Enum):
-    """How bytes were (or would be) moved."""
+    """How bytes were (or would be) moved: :attr:`TransferResult.method`,
+    :attr:`PlanStep.method`, :attr:`Fallback.method`.
+
+    The value is the word ``ZEROCOPY_DISABLE`` takes for the method.
+    """
 
     #: ``copy_file_range(2)``: file to file inside the kernel (may reflink).
     COPY_FILE_RANGE = "copy_file_range"
@@ -23,7 +27,8 @@ class Method(enum.Enum):
 
 
 class EndpointKind(enum.Enum):
-    """What an endpoint is, as classified from ``fstat`` and socket options."""
+    """What an endpoint is, as classified from ``fstat`` and socket options
+    (:attr:`Plan.src`, :attr:`Plan.dst`); the kinds decide the methods tried."""
 
     FILE = "file"  #: a regular file (including procfs and sysfs files)
     SOCKET = "socket"  #: a stream socket (TCP, Unix)
@@ -35,7 +40,13 @@ class EndpointKind(enum.Enum):
 class Fallback:
     """A method that gave up, and why: before moving a byte (``offset`` 0), or part
     way through a seekable source, where the next method resumed at exactly the byte
-    it stopped at (docs/transfer.md, "Errors and fallback")."""
+    it stopped at.
+
+    Listed in :attr:`TransferResult.fallbacks`, :attr:`TransferError.fallbacks` and
+    :attr:`UnsupportedTransfer.fallbacks`; the errnos that mean "this method cannot
+    serve this pair" are in the transfer contract (docs/transfer.md, "Errors and
+    fallback").
+    """
 
     method: Method
     #: the errno it failed with, or 0 when it declined without one
@@ -47,7 +58,12 @@ class Fallback:
 
 @dataclass(frozen=True, slots=True)
 class TransferResult:
-    """What a transfer did."""
+    """What a transfer did: returned by :func:`transfer` and :func:`atransfer`.
+
+    ``transferred < count`` only with ``eof`` true: the source ended first.  An error
+    never returns a result; it raises :class:`TransferError`, which carries the same
+    count as ``transferred``.
+    """
 
     #: bytes delivered to the destination
     transferred: int
