@@ -187,6 +187,7 @@ class FileServer:
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], _Connection] = {}
         self._closing = False
+        self._stopped: asyncio.Event | None = None
         self._date = _Dated()
 
     @property
@@ -197,6 +198,7 @@ class FileServer:
 
     async def start(self) -> None:
         """Open the root and start listening (``__aenter__`` calls it)."""
+        self._stopped = asyncio.Event()
         self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             self._server = await asyncio.start_server(
@@ -211,17 +213,17 @@ class FileServer:
         """Accept connections until :meth:`close`."""
         if self._server is None:
             await self.start()
-        assert self._server is not None
-        try:
-            await self._server.serve_forever()
-        except asyncio.CancelledError:
-            if not self._closing:
-                raise
+        assert self._server is not None and self._stopped is not None
+        # our own event, not Server.serve_forever(): uvloop's does not end on close()
+        await self._server.start_serving()
+        await self._stopped.wait()
 
     def close(self) -> None:
         """Stop accepting; idle connections close now, busy ones after the response
         in flight (:meth:`wait_closed` waits for them)."""
         self._closing = True
+        if self._stopped is not None:
+            self._stopped.set()
         if self._server is not None:
             self._server.close()
         for conn in self._connections.values():
