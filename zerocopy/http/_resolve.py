@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Callable
 from typing import Literal
 from urllib.parse import unquote_to_bytes
 
@@ -34,6 +35,7 @@ _RESOLVE_BENEATH = 0x08
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)
 _MAX_SYMLINKS = 40  # Linux's MAXSYMLINKS
 
+_openat2: Callable[[int, str | bytes, int, int, int], int] | None
 try:
     from zerocopy._core import openat2 as _openat2
 except ImportError:  # the core is not built here: the walk serves every lookup
@@ -80,7 +82,7 @@ def open_beneath(root_fd: int, parts: list[str], policy: SymlinkPolicy = "inside
         if policy == "never":
             resolve |= _RESOLVE_NO_SYMLINKS
         try:
-            return _openat2(root_fd, "/".join(parts), _OPEN_FLAGS, resolve)
+            return _openat2(root_fd, "/".join(parts), _OPEN_FLAGS, resolve, 0)
         except OSError as exc:
             if exc.errno not in (errno.ENOSYS, errno.EPERM):  # EPERM: a seccomp filter
                 raise

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import importlib
 import logging
 import os
 import stat
@@ -33,9 +34,10 @@ from ._resolve import BadPath, SymlinkPolicy, open_beneath, split_path
 
 __all__ = ["FileServer", "ServeConfig"]
 
+httptools: Any
 try:
-    import httptools
-except ImportError:  # the "serve" extra is not installed
+    httptools = importlib.import_module("httptools")
+except ImportError:  # the "serve" extra is not installed: FileServer() says how to get it
     httptools = None
 
 log = logging.getLogger("zerocopy.http")
