@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from .common import CommandError
@@ -118,7 +119,7 @@ def _reserve(host: str, port: int) -> socket.socket:
 
 
 async def _serve(args: argparse.Namespace, port: int, reuse_port: bool,
-                 announce: bool) -> None:
+                 ready: Callable[[str], None]) -> None:
     from ..http import FileServer
 
     log = _open_log(args.access_log)
@@ -129,8 +130,7 @@ async def _serve(args: argparse.Namespace, port: int, reuse_port: bool,
     except OSError as exc:
         raise CommandError(f"cannot listen on {args.bind}:{port}: "
                            f"{exc.strerror or exc}") from None
-    if announce:
-        print(f"serving {args.dir} at {server.url}", flush=True)
+    ready(server.url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -144,7 +144,7 @@ async def _serve(args: argparse.Namespace, port: int, reuse_port: bool,
 
 
 def _run_loop(args: argparse.Namespace, port: int, reuse_port: bool,
-              announce: bool) -> None:
+              ready: Callable[[str], None]) -> None:
     use_uvloop = args.loop == "uvloop"
     if args.loop == "auto":
         try:
@@ -155,25 +155,41 @@ def _run_loop(args: argparse.Namespace, port: int, reuse_port: bool,
     if use_uvloop:
         import uvloop
 
-        uvloop.run(_serve(args, port, reuse_port, announce))
+        uvloop.run(_serve(args, port, reuse_port, ready))
     else:
-        asyncio.run(_serve(args, port, reuse_port, announce))
+        asyncio.run(_serve(args, port, reuse_port, ready))
+
+
+def _tell(fd: int) -> None:
+    os.write(fd, b"1")
 
 
 def _workers(args: argparse.Namespace) -> int:
     holder = _reserve(args.bind, args.port)
     port = holder.getsockname()[1]
     children: list[int] = []
+    # each worker writes one byte once it listens: the first line must not come
+    # before every worker can take connections
+    ready_r, ready_w = os.pipe()
     for _ in range(args.workers):
         pid = os.fork()
         if pid == 0:
+            os.close(ready_r)
             status = 0
             try:
-                _run_loop(args, port, True, announce=False)
+                _run_loop(args, port, True, lambda _url: _tell(ready_w))
             except BaseException:
                 status = 1
             os._exit(status)
         children.append(pid)
+    os.close(ready_w)
+    got = 0
+    while got < args.workers:
+        byte = os.read(ready_r, args.workers)
+        if not byte:
+            break  # a worker died before listening: its status says so below
+        got += len(byte)
+    os.close(ready_r)
     host = f"[{args.bind}]" if ":" in args.bind else args.bind
     print(f"serving {args.dir} at http://{host}:{port}/", flush=True)
 
@@ -199,5 +215,6 @@ def run(args: argparse.Namespace) -> int:
     _check(args)
     if args.workers > 1:
         return _workers(args)
-    _run_loop(args, args.port, False, announce=True)
+    _run_loop(args, args.port, False,
+              lambda url: print(f"serving {args.dir} at {url}", flush=True))
     return 0
