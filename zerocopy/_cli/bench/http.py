@@ -121,11 +121,16 @@ def _wrk(port: int, path: str, seconds: float) -> dict[str, float]:
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)
     total = re.search(r"(\d+) requests in", out.stdout)
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out.stdout)
+    # bytes received, partial responses included: for 64 MiB files a few seconds
+    # complete too few requests for req/s x size to mean anything
+    moved = re.search(r"Transfer/sec:\s+([\d.]+)([KMG]?B)", out.stdout)
+    units = {"B": 1.0, "KB": 2.0 ** 10, "MB": 2.0 ** 20, "GB": 2.0 ** 30}
     if rps is None or total is None:
         raise BenchError(f"wrk said: {out.stdout.strip() or out.stderr.strip()}")
     scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}
     return {"rps": float(rps.group(1)), "requests": float(total.group(1)),
-            "p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan")}
+            "p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan"),
+            "bytes_per_s": float(moved.group(1)) * units[moved.group(2)] if moved else 0.0}
 
 
 def _one_run(name: str, root: str, tmp: str, size: int, seconds: float) -> dict[str, float]:
@@ -134,9 +139,9 @@ def _one_run(name: str, root: str, tmp: str, size: int, seconds: float) -> dict[
         before = _cpu_seconds(pid)
         got = _wrk(port, f"f{size}", seconds)
         got["cpu_s"] = _cpu_seconds(pid) - before
-    got["mbps"] = got["rps"] * size / 1e6
+    got["mbps"] = got["bytes_per_s"] / 1e6
     got["cpu_us_per_req"] = got["cpu_s"] / max(got["requests"], 1) * 1e6
-    got["cpu_s_per_gb"] = got["cpu_s"] / max(got["requests"] * size / 1e9, 1e-12)
+    got["cpu_s_per_gb"] = got["cpu_s"] / max(got["bytes_per_s"] * seconds / 1e9, 1e-12)
     return got
 
 
@@ -157,7 +162,7 @@ def measure(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         raise BenchError("bench http needs taskset: apt-get install util-linux")
     if (os.cpu_count() or 1) < 2:
         raise BenchError("bench http pins server and wrk to different CPUs: needs 2")
-    sizes = (4 << 10, 64 << 20) if args.quick else SIZES
+    sizes = (args.size,) if args.size else (4 << 10, 64 << 20) if args.quick else SIZES
     reps = args.reps or 2
     seconds = 2.0 if args.quick else 3.0
     servers, skipped = _servers()
@@ -191,11 +196,14 @@ def table(report: dict[str, Any]) -> str:
              f"CPU 0; {report['seconds']:g} s x {report['reps']} runs, medians"]
     for name, why in report["skipped"].items():
         lines.append(f"  skipped {name}: {why}")
-    nginx = {r["size"]: r["rps"] for r in report["results"] if r["server"] == "nginx"}
+    # the ratio is of req/s, and of MB/s (bytes received) for files of 64 MiB and more
+    nginx = {r["size"]: r["rps"] if r["size"] < 64 << 20 else r["mbps"]
+             for r in report["results"] if r["server"] == "nginx"}
     lines.append(f"  {'size':>7} {'server':>12} {'req/s':>10} {'MB/s':>8} {'p99 ms':>8} "
                  f"{'CPU us/req':>10} {'CPU s/GB':>8} {'x nginx':>7}")
     for r in sorted(report["results"], key=lambda r: (r["size"], r["server"])):
-        ratio = f"{r['rps'] / nginx[r['size']]:.2f}" if nginx.get(r["size"]) else "-"
+        mine = r["rps"] if r["size"] < 64 << 20 else r["mbps"]
+        ratio = f"{mine / nginx[r['size']]:.2f}" if nginx.get(r["size"]) else "-"
         lines.append(f"  {format_size(r['size']):>7} {r['server']:>12} {r['rps']:10.0f} "
                      f"{r['mbps']:8.0f} {r['p99_ms']:8.2f} {r['cpu_us_per_req']:10.1f} "
                      f"{r['cpu_s_per_gb']:8.3f} {ratio:>7}")
