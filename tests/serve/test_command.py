@@ -65,3 +65,12 @@ def test_port_in_use_is_one_line(tmp_path: Path) -> None:
                              timeout=TIMEOUT)
     assert out.returncode == 1 and out.stderr.count("\n") == 1
     assert "cannot listen" in out.stderr
+
+
+def test_without_the_extra_says_how_to_install(tmp_path: Path) -> None:
+    code = ("import sys; sys.modules['httptools'] = None; "
+            "from zerocopy._cli import main; sys.exit(main(['serve', sys.argv[1]]))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                         text=True, timeout=TIMEOUT)
+    assert out.returncode == 1
+    assert out.stderr == "zerocopy: serve needs httptools: pip install 'zerocopy[serve]'\n"
