@@ -419,3 +419,4 @@ def read_write(job):
 
 
 include "_core_include/fastpath.pxi"
+include "_core_include/openat2.pxi"   # openat2(): zerocopy.http resolves paths beneath a root

@@ -20,6 +20,7 @@ from typing import Any
 
 from ... import BackendName, transfer
 from .report import machine, target, targets_table
+from . import http as http_bench
 from .kit import BenchError, Peer, Progress, Workspace, cpu_seconds, format_size, summarize
 
 __all__ = ["MODES", "TABLES"]
@@ -673,7 +674,9 @@ def scaling_table(report: dict[str, Any]) -> str:
 
 MODES: dict[str, Callable[[argparse.Namespace, Progress], dict[str, Any]]] = {
     "small": small, "memory": memory, "gil": gil, "scaling": scaling,
+    "http": http_bench.measure,
 }
 TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
     "small": small_table, "memory": memory_table, "gil": gil_table, "scaling": scaling_table,
+    "http": http_bench.table,
 }

@@ -1,0 +1,1 @@
+"""Tests of zerocopy.http and zerocopy serve, with curl and raw sockets."""
