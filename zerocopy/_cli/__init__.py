@@ -22,7 +22,7 @@ from .common import CommandError
 
 __all__ = ["main"]
 
-_COMMANDS = ("cp", "plan", "probe", "demo", "bench")
+_COMMANDS = ("cp", "send", "recv", "relay", "plan", "probe", "demo", "bench")
 _DESCRIPTION = ("Move bytes between files, sockets and pipes with the fewest copies the "
                 "kernel allows, and say how.")
 

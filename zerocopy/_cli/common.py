@@ -40,3 +40,25 @@ def open_source(path: str) -> BinaryIO:
         return open(path, "rb")  # noqa: SIM115 - the caller closes it
     except OSError as exc:
         raise cannot_open(path, exc) from None
+
+
+def parse_endpoint(text: str, default_host: str | None = None) -> tuple[str, str | int]:
+    """``HOST:PORT``, ``[v6]:PORT``, ``PORT`` (with *default_host*) or ``unix:PATH``
+    → ``("unix", path)`` or ``(host, port)``; a one-line error otherwise."""
+    if text.startswith("unix:"):
+        return "unix", text[5:]
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        if default_host is None:
+            raise CommandError(f"{text!r}: expected HOST:PORT")
+        host, port = default_host, text
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise CommandError(f"{text!r}: bad port {port!r}")
+    return host or (default_host or "0.0.0.0"), int(port)
+
+
+def rate_line(moved: int, seconds: float) -> str:
+    """The last line of ``send`` and ``recv``: bytes, seconds, GB/s."""
+    return f"{moved} bytes in {seconds:.3f} s, {moved / max(seconds, 1e-9) / 1e9:.3f} GB/s"
