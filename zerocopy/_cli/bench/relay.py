@@ -58,9 +58,10 @@ def _wait_listen(port: int, timeout: float = 10.0) -> None:
     needle = f":{port:04X} 00000000:0000 0A"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with open("/proc/net/tcp") as f:
-            if needle in f.read():
-                return
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as f:
+                if needle in f.read():
+                    return
         time.sleep(0.02)
     raise RuntimeError(f"nothing listens on {port}")
 
@@ -147,7 +148,7 @@ def measure(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     samples: dict[str, dict[str, list[tuple[float, float]]]] = {r: {} for r in relays}
     conn: dict[str, list[float]] = {r: [] for r in relays}
     iperf_port = _port()
-    server = subprocess.Popen(["taskset", "-c", "1", "iperf3", "-s", "-p", str(iperf_port)],
+    server = subprocess.Popen(["taskset", "-c", "1", "iperf3", "-s", "-B", "127.0.0.1", "-p", str(iperf_port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     echo = _Echo()
     workdir = tempfile.mkdtemp(prefix="zerocopy-bench-relay-")
