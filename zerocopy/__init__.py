@@ -27,6 +27,9 @@ from ._fd import FdLike as FdLike
 from ._fd import OwnedFd as OwnedFd
 from ._probe import Capabilities as Capabilities
 from ._probe import probe as probe
+from ._relay import RelayError as RelayError
+from ._relay import RelayResult as RelayResult
+from ._relay import relay as relay
 from ._types import EndpointKind as EndpointKind
 from ._types import Fallback as Fallback
 from ._types import Method as Method
@@ -38,12 +41,13 @@ if TYPE_CHECKING:
     __version__: str
     from ._aio.driver import DiskMode as DiskMode
     from ._aio.driver import atransfer as atransfer
+    from ._relay.aio import arelay as arelay
     from ._aio.streams import atransfer_to_writer as atransfer_to_writer
 
 # The asyncio half loads on first use: importing asyncio costs tens of milliseconds
 # that a blocking server or a command-line tool should not pay.
 _LAZY = {"atransfer": "._aio.driver", "atransfer_to_writer": "._aio.streams",
-         "DiskMode": "._aio.driver"}
+         "DiskMode": "._aio.driver", "arelay": "._relay.aio"}
 
 __all__ = [
     "BackendName",
@@ -59,15 +63,19 @@ __all__ = [
     "OwnedFd",
     "Plan",
     "PlanStep",
+    "RelayError",
+    "RelayResult",
     "TransferError",
     "TransferResult",
     "UnsupportedTransfer",
     "ZeroCopyError",
+    "arelay",
     "atransfer",
     "atransfer_to_writer",
     "available_backends",
     "plan",
     "probe",
+    "relay",
     "transfer",
     "use_backend",
 ]

@@ -32,16 +32,17 @@ def test_help_lists_every_command_in_plain_words(capsys: pytest.CaptureFixture[s
         main(["--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("copy", "plan", "probe", "demo", "bench"):
+    for command in ("cp", "plan", "probe", "demo", "bench"):
         assert f"    {command} " in out
     assert "``" not in out and ":mod:" not in out and ":func:" not in out
 
 
-def test_copy_moves_the_bytes_and_says_how(backend: BackendName, make_file: Make,
+@pytest.mark.parametrize("command", ["cp", "copy"])
+def test_copy_moves_the_bytes_and_says_how(backend: BackendName, command: str, make_file: Make,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     data = pattern(300_001)
     src, dst = make_file(data), make_file(b"old contents, longer than nothing" * 50_000)
-    status, out, err = run_cli(capsys, "copy", str(src), str(dst), "--backend", backend)
+    status, out, err = run_cli(capsys, command, str(src), str(dst), "--backend", backend)
     assert status == 0 and err == ""
     assert sha(dst.read_bytes()) == sha(data)  # truncated first, then written
     expected = "read_write" if backend == "portable" else "copy_file_range"
@@ -57,22 +58,30 @@ def test_copy_count_offset_and_append(make_file: Make, capsys: pytest.CaptureFix
     assert dst.read_bytes() == b"head:" + data[50:150]
 
 
+@pytest.mark.parametrize("command", ["cp", "copy"])
 @pytest.mark.parametrize("which", ["missing", "directory"])
-def test_copy_unopenable_source_is_one_line(which: str, tmp_path: Path,
+def test_copy_unopenable_source_is_one_line(which: str, command: str, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     src = tmp_path / "MISSING" if which == "missing" else tmp_path
     dst = tmp_path / "x"
-    status, out, err = run_cli(capsys, "copy", str(src), str(dst))
-    reason = "No such file or directory" if which == "missing" else "Is a directory"
-    assert (status, out, err) == (1, "", f"zerocopy: cannot open {str(src)!r}: {reason}\n")
+    status, out, err = run_cli(capsys, command, str(src), str(dst))
+    if which == "missing":
+        line = f"cannot open {str(src)!r}: No such file or directory"
+    else:  # cp: a directory without -r is omitted, exit 1
+        line = f"-r not specified; omitting directory {str(src)!r}"
+    assert (status, out, err) == (1, "", f"zerocopy: {line}\n")
     assert not dst.exists()
 
 
-def test_copy_into_a_directory_is_one_line(make_file: Make, tmp_path: Path,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("command", ["cp", "copy"])
+def test_copy_into_a_directory_lands_inside_like_cp(command: str, make_file: Make,
+                                                    tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
     src = make_file(b"x")
-    status, _, err = run_cli(capsys, "copy", str(src), str(tmp_path))
-    assert status == 1 and err == f"zerocopy: cannot open {str(tmp_path)!r}: Is a directory\n"
+    into = tmp_path / "into"
+    into.mkdir()
+    status, _, err = run_cli(capsys, command, str(src), str(into))
+    assert (status, err) == (0, "") and (into / src.name).read_bytes() == b"x"
 
 
 def test_copy_negative_count_is_refused(make_file: Make, capsys: pytest.CaptureFixture[str]) -> None:

@@ -22,7 +22,7 @@ from .common import CommandError
 
 __all__ = ["main"]
 
-_COMMANDS = ("copy", "plan", "probe", "demo", "serve", "bench")
+_COMMANDS = ("cp", "plan", "send", "recv", "serve", "relay", "probe", "demo", "bench")
 _DESCRIPTION = ("Move bytes between files, sockets and pipes with the fewest copies the "
                 "kernel allows, and say how.")
 

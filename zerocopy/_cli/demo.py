@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from .. import TransferResult, available_backends, transfer
 from .bench.kit import size_argument
-from .copy import describe
+from .cp import describe
 
 __all__ = ["ALIASES", "HELP", "NAME", "add_arguments", "run"]
 

@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 from .. import ZeroCopyError, plan
 from .common import CommandError, cannot_open
-from .copy import add_transfer_options, open_source
+from .common import add_transfer_options, open_source
 
 __all__ = ["ALIASES", "HELP", "NAME", "add_arguments", "run"]
 

@@ -32,7 +32,7 @@ ALIASES: tuple[str, ...] = ()
 HELP = "measure transfer() beside the standard library and the C limit"
 DESCRIPTION = ("Measure transfer() beside the standard library's best ways and, with "
                "--c-ref, the kernel's own loops in C (docs/performance.md).")
-MODES = ("throughput", "small", "memory", "gil", "scaling", "http", "all")
+MODES = ("throughput", "small", "memory", "gil", "scaling", "http", "relay", "all")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -672,11 +672,13 @@ def scaling_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+from . import relay as _relay_mode  # noqa: E402 - registered with the others below
+
 MODES: dict[str, Callable[[argparse.Namespace, Progress], dict[str, Any]]] = {
     "small": small, "memory": memory, "gil": gil, "scaling": scaling,
-    "http": http_bench.measure,
+    "http": http_bench.measure, "relay": _relay_mode.measure,
 }
 TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
     "small": small_table, "memory": memory_table, "gil": gil_table, "scaling": scaling_table,
-    "http": http_bench.table,
+    "http": http_bench.table, "relay": _relay_mode.table,
 }

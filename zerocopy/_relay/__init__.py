@@ -1,0 +1,10 @@
+"""The two-way pump: ``relay(a, b)`` and ``await arelay(a, b)`` between two stream
+sockets, with splice through pooled pipes and read/write when splice is refused."""
+
+from __future__ import annotations
+
+from .pump import RelayError as RelayError
+from .pump import RelayResult as RelayResult
+from .pump import relay as relay
+
+__all__ = ["RelayError", "RelayResult", "relay"]
