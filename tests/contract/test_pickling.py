@@ -13,21 +13,22 @@ from concurrent.futures import ProcessPoolExecutor
 import pytest
 
 import zerocopy
-from zerocopy import BackendName, Method, TransferError, UnsupportedTransfer
+from zerocopy import BackendName, Fallback, Method, TransferError, UnsupportedTransfer
 from zerocopy._errors import error_from_errno, transfer_error
 
 
 @pytest.mark.parametrize("err", [errno.EPIPE, errno.ECONNRESET, errno.ETIMEDOUT, errno.ENOSPC,
                                  errno.EIO, 0])
 def test_transfer_error_round_trips(err: int) -> None:
-    exc = transfer_error(err, Method.SPLICE, 1234, b"left", ())
+    gave_up = (Fallback(Method.SENDFILE, errno.EINVAL, "Invalid argument", 1000),)
+    exc = transfer_error(err, Method.SPLICE, 1234, b"left", gave_up)
     exc.add_note("zerocopy: a note")
     back = pickle.loads(pickle.dumps(exc))
     assert type(back) is type(exc)
     assert isinstance(back, TransferError) and isinstance(back, type(OSError(err, "")))
     assert (back.errno, back.strerror, back.transferred, back.residue, back.method) == (
         exc.errno, exc.strerror, 1234, b"left", Method.SPLICE)
-    assert back.__notes__ == ["zerocopy: a note"]
+    assert back.__notes__ == ["zerocopy: a note"] and back.fallbacks == gave_up
 
 
 def test_unsupported_transfer_round_trips() -> None:
