@@ -269,7 +269,7 @@ cdef int _run_splice_via_pipe(State *st, Run *run) noexcept nogil:
     holds, so a blocking destination takes it all unless a signal comes.
     """
     cdef ssize_t n
-    cdef int why
+    cdef int why, err
     cdef long long none = -1
     cdef long long want
     while st.remaining != 0:
@@ -297,10 +297,14 @@ cdef int _run_splice_via_pipe(State *st, Run *run) noexcept nogil:
         n = _splice_once(run, st.pipe_r, &none, st.dst_fd, &st.dst_off, st.in_pipe,
                          SPLICE_F_MOVE | SPLICE_F_NONBLOCK)
         if n < 0:
-            why = _on_error(st, run, errno, FAULT_SPLICE, BLOCKED_DST)
+            err = errno
+            if _pipe_leg_again(st, run, err):
+                continue
+            why = _on_error(st, run, err, FAULT_SPLICE, BLOCKED_DST)
             if why:
                 return why
             continue
+        run.drain_again = 0
         st.in_pipe -= n
         _delivered(st, n)
         if st.in_pipe > 0:

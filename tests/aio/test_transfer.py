@@ -7,6 +7,7 @@ that cannot watch fds.
 from __future__ import annotations
 
 import asyncio
+import errno
 import io
 import os
 import socket
@@ -21,6 +22,8 @@ import pytest
 
 import zerocopy
 from zerocopy import BackendName, Method
+from zerocopy._aio import driver as aio_driver
+from zerocopy.pytest_plugin import FaultInjector
 
 from ..contract.test_shapes import CASES, Case, _case_id, expected_dst, expected_method
 from ..support import (
@@ -403,3 +406,17 @@ def test_result_methods_match_transfer(backend: BackendName, loop_factory: LoopF
     with a, b:
         result = run(loop_factory, main())
     assert result.method is (Method.READ_WRITE if backend == "portable" else Method.SENDFILE)
+
+
+def test_the_thread_poll_retries_poll_eagain(zerocopy_faults: FaultInjector) -> None:
+    # The executor wait of loops that cannot watch fds (_poll_in_thread): poll's own
+    # EAGAIN is retried as in the blocking waits, and raised (not as BlockingIOError)
+    # once the bound is passed (issue 11).
+    a, b = socket.socketpair()
+    with a, b:
+        zerocopy_faults.fail("poll", errno.EAGAIN, times=3)
+        assert aio_driver._poll(a.fileno(), True, b.fileno(), 5.0) is True
+        zerocopy_faults.fail("poll", errno.EAGAIN, times=1000)
+        with pytest.raises(zerocopy.ZeroCopyError) as info:
+            aio_driver._poll(a.fileno(), True, b.fileno(), 5.0)
+    assert info.value.errno == errno.EAGAIN and not isinstance(info.value, BlockingIOError)

@@ -304,7 +304,8 @@ _FORCE_WAIT: dict[str, dict[str, tuple[Syscall, int]]] = {
 
 
 def _poll_again_run(backend: BackendName, faults: FaultInjector, shape: str, scratch: Path,
-                    poll_failures: int) -> tuple[zerocopy.TransferResult | None,
+                    poll_failures: int, timeout: float | None = 30,
+                    ) -> tuple[zerocopy.TransferResult | None,
                                                  BaseException | None, bytes, bytes]:
     """One transfer of the shape that must wait once after its first chunk, with poll
     failing *poll_failures* times in a row with EAGAIN: (result, error, sent, got)."""
@@ -322,7 +323,7 @@ def _poll_again_run(backend: BackendName, faults: FaultInjector, shape: str, scr
             feed.sendall(data[:CHUNK])  # the first chunk is there before the first read
             feeder = Writer(feed, data[CHUNK:])  # closes feed when done
             feeder.start()
-            sock_src.settimeout(30)
+            sock_src.settimeout(timeout)
             src = sock_src
         if shape == "s2f":
             dst: object = stack.enter_context(open(dst_path, "wb"))
@@ -330,7 +331,7 @@ def _poll_again_run(backend: BackendName, faults: FaultInjector, shape: str, scr
         else:
             out, peer = tcp_pair()
             stack.enter_context(out)
-            out.settimeout(30)
+            out.settimeout(timeout)
             reader = Reader(peer)
             reader.start()
             dst = out
@@ -358,10 +359,12 @@ def _poll_again_run(backend: BackendName, faults: FaultInjector, shape: str, scr
     return result, error, data, got
 
 
+@pytest.mark.parametrize("timeout", [None, 30], ids=["blocking", "timeout"])
 @pytest.mark.parametrize("shape", sorted(_FORCE_WAIT))
 def test_poll_eagain_is_retried(backend: BackendName, zerocopy_faults: FaultInjector,
-                                scratch: Path, shape: str) -> None:
-    result, error, sent, got = _poll_again_run(backend, zerocopy_faults, shape, scratch, 3)
+                                scratch: Path, shape: str, timeout: float | None) -> None:
+    result, error, sent, got = _poll_again_run(backend, zerocopy_faults, shape, scratch, 3,
+                                               timeout)
     assert error is None, error
     assert result is not None and result.transferred == len(sent) and got == sent
     assert zerocopy_faults.pending("poll") == 0  # all three failures were met, and survived
@@ -374,6 +377,7 @@ def test_poll_eagain_without_end_is_raised_not_spun(
     result, error, sent, got = _poll_again_run(backend, zerocopy_faults, shape, scratch, 1000)
     assert time.monotonic() - started < 10
     assert isinstance(error, TransferError) and error.errno == errno.EAGAIN, error
+    assert error.fallbacks == ()  # a wait's failure, never taken for a method's "can't"
     # Everything delivered before poll gave up arrived, and nothing more (a socket
     # source's first read may return less than a whole chunk).
     assert 0 < error.transferred <= CHUNK and (shape != "f2s" or error.transferred == CHUNK)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from collections.abc import Callable
 from typing import Literal
 
 from .. import _faults
-from .._constants import AT_FD_POSITION
+from .._constants import AT_FD_POSITION, POLL_AGAIN_FIRST_US, POLL_AGAIN_TRIES
 from .._errors import MethodDeclined
 from .._types import Method, PlanStep
 from . import portable
@@ -116,6 +117,7 @@ def _fill_pipe(job: Job) -> bool:
 def _drain_pipe(job: Job) -> None:
     """Splice everything in our pipe to the destination."""
     flags = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
+    again = 0
     while job.in_pipe > 0:
         try:
             if _faults.armed:
@@ -123,8 +125,16 @@ def _drain_pipe(job: Job) -> None:
             n = os.splice(job.pipe_r, job.dst_fd, job.in_pipe, None,
                           _offset(job.dst_offset), flags)
         except BlockingIOError:
+            if not job.dst_pollable and again < POLL_AGAIN_TRIES:
+                # EAGAIN from the pipe -> file leg is about our pipe, which holds
+                # bytes: transient, retried after a short growing sleep (the core's
+                # _pipe_leg_again; issue 11).
+                time.sleep(POLL_AGAIN_FIRST_US * (1 << again) / 1e6)
+                again += 1
+                continue
             _wait_for(job, on_src=False)
             continue
+        again = 0
         job.in_pipe -= n
         job.delivered(n)
 

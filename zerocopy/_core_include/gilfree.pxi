@@ -75,6 +75,7 @@ cdef struct Run:
     double wait_end        # when it times out, -1: never
     bint then_dst          # after the source, wait for the destination (direct splice)
     int poll_again         # poll's EAGAIN retries in a row (see _wait)
+    int drain_again        # EAGAIN retries in a row of the pipe -> file leg (_pipe_leg_again)
     # read_write: the bytes read and not yet written (a chunk, or a residue handed
     # back by an earlier nowait call), and the buffer the chunks are read into.
     const char *out
@@ -95,6 +96,7 @@ cdef void _run_init(Run *run, int loop, bint report_each) noexcept nogil:
     run.wait_fd = -1
     run.then_dst = False
     run.poll_again = 0
+    run.drain_again = 0
     run.out = NULL
     run.buf = NULL
     run.out_len = run.out_sent = run.buf_size = 0
@@ -216,6 +218,20 @@ cdef int _wait(State *st, Run *run) noexcept nogil:
             return STOP_FAILED
         # rc == 0: a slice or the limit ran out; the clock above says which
     return 0
+
+
+cdef bint _pipe_leg_again(State *st, Run *run, int err) noexcept nogil:
+    """The pipe -> destination leg failed with *err*: True to retry it after a short,
+    growing sleep (bounded as poll's EAGAIN) when it is EAGAIN and the destination
+    cannot be polled (a regular file).  That EAGAIN is about our pipe, which holds
+    bytes (iter_file_splice_write says EAGAIN only for an empty pipe with
+    SPLICE_F_NONBLOCK), so it is transient; raising it would strand the bytes of a
+    socket source as residue (issue 11)."""
+    if err != EAGAIN or _pollable(st, BLOCKED_DST) or run.drain_again >= POLL_AGAIN_TRIES:
+        return False
+    run.drain_again += 1
+    usleep(POLL_AGAIN_FIRST_US << (run.drain_again - 1))
+    return True
 
 
 cdef int _on_error(State *st, Run *run, int err, int call, int side) noexcept nogil:
