@@ -25,9 +25,10 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Literal, TypeVar
 
+from .. import _faults
 from .._backends import BackendName
 from .._backends.job import BLOCKED_DST, BLOCKED_SRC
-from .._backends.waits import time_left
+from .._backends.waits import retry_poll_again, time_left
 from .._constants import NO_LIMIT
 from .._engine.driver import Driver
 from .._errors import note_interrupted, timeout_error
@@ -49,7 +50,14 @@ def _resolve(fut: asyncio.Future[bool], ready: bool) -> None:
 
 
 def _poll(fd: int, writable: bool, wake: int, timeout: float) -> bool:
-    """Block in a worker thread until *fd* is ready, *wake* is readable, or timeout."""
+    """Block in a worker thread until *fd* is ready, *wake* is readable, or timeout;
+    poll's own EAGAIN is retried as in the blocking waits."""
+    return retry_poll_again(lambda: _poll_once(fd, writable, wake, timeout))
+
+
+def _poll_once(fd: int, writable: bool, wake: int, timeout: float) -> bool:
+    if _faults.armed:
+        _faults.check("poll")
     if hasattr(select, "poll"):
         poller = select.poll()
         poller.register(fd, select.POLLOUT if writable else select.POLLIN)

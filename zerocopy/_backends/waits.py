@@ -14,13 +14,14 @@ import math
 import os
 import select
 import time
+from collections.abc import Callable
 
 from .. import _faults
 from .._constants import NO_LIMIT, POLL_AGAIN_FIRST_US, POLL_AGAIN_TRIES
 from .._errors import ZeroCopyError, from_a_wait, timeout_error
 from .job import BLOCKED_BOTH, BLOCKED_DST, BLOCKED_SRC, Job
 
-__all__ = ["poll_retrying", "time_left", "wait_both", "wait_readable", "wait_writable"]
+__all__ = ["poll_retrying", "retry_poll_again", "time_left", "wait_both", "wait_readable", "wait_writable"]
 
 
 def time_left(per_wait: float, deadline: float, side: str) -> float:
@@ -46,13 +47,18 @@ def _poll_once(fd: int, readable: bool, timeout: float) -> bool:
 
 
 def poll_retrying(fd: int, readable: bool, timeout: float) -> bool:
-    """One wait; poll's own EAGAIN (poll(2): internal allocation failed, "may be
+    """One wait for *fd* (see :func:`retry_poll_again`)."""
+    return retry_poll_again(lambda: _poll_once(fd, readable, timeout))
+
+
+def retry_poll_again(poll_once: Callable[[], bool]) -> bool:
+    """*poll_once*(); poll's own EAGAIN (poll(2): internal allocation failed, "may be
     attempted again") is retried after a short, growing sleep, a bounded number of
     times, then raised as an error that is not BlockingIOError (which the loops would
     take for "the fd would block" and wait again, for ever)."""
     for attempt in range(POLL_AGAIN_TRIES + 1):
         try:
-            return _poll_once(fd, readable, timeout)
+            return poll_once()
         except BlockingIOError:
             if attempt == POLL_AGAIN_TRIES:
                 raise from_a_wait(ZeroCopyError(errno.EAGAIN, "poll kept failing: "
