@@ -206,3 +206,19 @@ def test_unknown_backend(src_path: Path, dst_path: Path) -> None:
             zerocopy.transfer(src, dst, backend="nope")  # type: ignore[arg-type]
         assert src.tell() == 0
     assert dst_path.read_bytes() == b"untouched"
+
+
+@pytest.mark.parametrize("name", ["count", "offset", "dst_offset"])
+def test_numbers_from_2_63_are_refused(backend: BackendName, src_path: Path, dst_path: Path,
+                                       name: str) -> None:
+    """off_t is a signed 64-bit number: 2**63 and more is refused up front, with the
+    same error on the default route (the fast path declines such numbers)."""
+    numbers: dict[str, int | None] = {"count": None, "offset": None, "dst_offset": None}
+    numbers[name] = 1 << 63
+    with open(src_path, "rb") as src, open(dst_path, "r+b") as dst:
+        for chosen in (backend, None):
+            with pytest.raises(ValueError, match=r"below 2\*\*63"):
+                zerocopy.transfer(src, dst, numbers["count"], offset=numbers["offset"],
+                                  dst_offset=numbers["dst_offset"], backend=chosen)
+        assert src.tell() == 0
+    assert dst_path.read_bytes() == b"untouched"

@@ -58,6 +58,7 @@ _METHOD_CANNOT = frozenset({
 _COPY_FILE_RANGE_CANNOT = _METHOD_CANNOT | {errno.EPERM, errno.EIO}
 
 _D = TypeVar("_D", bound="Driver")
+_OFF_T_LIMIT = 1 << 63
 
 
 def check_numbers(count: int | None, offset: int | None, dst_offset: int | None,
@@ -69,6 +70,10 @@ def check_numbers(count: int | None, offset: int | None, dst_offset: int | None,
                 raise TypeError(f"{name} must be an int or None, not {type(value).__name__}")
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
+            if value >= _OFF_T_LIMIT:
+                # A file offset (off_t) and a count the kernel adds to it are signed
+                # 64-bit numbers: refuse here, not as an OverflowError from a call.
+                raise ValueError(f"{name} must be below 2**63, got {value}")
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size <= 0):
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
     if timeout is not None and not timeout >= 0:
