@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from ._resolve import SymlinkPolicy, open_beneath
 
-__all__ = ["Representation", "etag_of", "listing", "open_representation",
+__all__ = ["Representation", "etag_of", "identity_of", "listing", "open_representation",
            "precondition_status"]
 
 #: The sidecar suffix of each content coding, in the server's order of preference.
@@ -28,7 +28,12 @@ SIDECARS: tuple[tuple[str, str], ...] = (("br", ".br"), ("zstd", ".zst"), ("gzip
 
 @dataclass(slots=True)
 class Representation:
-    """An open regular file to send, and what the headers say about it."""
+    """An open regular file to send, and what the headers say about it.
+
+    The fd is shared by its owners (the open-file cache and each response in
+    flight): :meth:`hold` adds one, :meth:`close` drops one, and the last closes the
+    fd, so an entry evicted mid-send keeps its fd until that send ends.
+    """
 
     fd: int
     size: int
@@ -37,9 +42,20 @@ class Representation:
     last_modified: str | None
     mtime: int | None
     encoding: str | None = None
+    #: (dev, ino, size, mtime_ns) from the fstat the representation was made from
+    identity: tuple[int, int, int, int] = (0, 0, 0, 0)
+    #: the constant header lines of its full 200 response, built once (see _server)
+    head200: bytes | None = None
+    owners: int = 1
+
+    def hold(self) -> Representation:
+        self.owners += 1
+        return self
 
     def close(self) -> None:
-        os.close(self.fd)
+        self.owners -= 1
+        if self.owners == 0:
+            os.close(self.fd)
 
 
 def etag_of(st: os.stat_result) -> str | None:
@@ -114,7 +130,13 @@ def _make(fd: int, st: os.stat_result, content_type: str,
     mtime = int(st.st_mtime) if etag is not None else None
     last_modified = formatdate(mtime, usegmt=True) if mtime is not None else None
     return Representation(fd, st.st_size, content_type, etag, last_modified, mtime,
-                          encoding)
+                          encoding, identity_of(st))
+
+
+def identity_of(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What must stay the same for an open fd to still be the file it was: a change
+    of size or mtime (written in place) or of inode means the cached headers lie."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _tags(header: str) -> list[str]:
