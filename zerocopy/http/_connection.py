@@ -130,6 +130,8 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.sock: socket.socket | None = None
         self.fd = -1
+        self.borrowed = False  # self.sock wraps the transport's own fd (no dup was had)
+        self.copying = False  # the span in front goes by pread + transport.write
         self.peer = "-"
         self.parser: Any = server.httptools.HttpRequestParser(self)
         self.queue: deque[_Request] = deque()
@@ -156,15 +158,15 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # (uvloop's transports are not asyncio.Transport subclasses, only alike)
         self.transport = transport = cast(asyncio.Transport, transport)
+        fd = transport.get_extra_info("socket").fileno()
         try:
-            end = transport.get_extra_info("socket")
-            self.sock = socket.socket(fileno=os.dup(end.fileno()))
+            self.sock = socket.socket(fileno=os.dup(fd))
             self.sock.setblocking(False)
-        except OSError as exc:  # EMFILE: no fd for the dup; drop this one connection
-            log.warning("dropping a connection: %s", exc.strerror or exc)
-            self.closed = True
-            transport.abort()
-            return
+        except OSError:
+            # out of fds (EMFILE): write through the transport's own fd, and copy a body
+            # that has to wait for the socket (no dup, so no add_writer; see _sendfile)
+            self.sock = socket.socket(fileno=fd)
+            self.borrowed = True
         self.fd = self.sock.fileno()
         # pause_writing the moment the transport buffers a byte, resume_writing when
         # it has none: we write to the socket ourselves only while it is empty
@@ -181,7 +183,10 @@ class Connection(asyncio.Protocol):
             out.rep.close()
         self.queue.clear()
         if self.sock is not None:
-            self.sock.close()
+            if self.borrowed:
+                self.sock.detach()  # the transport's fd: it closes it
+            else:
+                self.sock.close()
             self.sock = None
         self.server.forget(self)
 
@@ -191,6 +196,8 @@ class Connection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.blocked = False
         self.progress_at = time.monotonic()
+        if self.out is not None and not self.watching and not self._advance():
+            return  # the response in flight goes on (it waits again)
         self._pump()
 
     def data_received(self, data: bytes) -> None:
@@ -333,6 +340,7 @@ class Connection(asyncio.Protocol):
 
     def _start(self, request: _Request) -> None:
         began = time.monotonic()
+        connection: str | None
         if request.failed:
             response = _plain(request.failed)
             keep, connection = False, "close"
@@ -377,7 +385,8 @@ class Connection(asyncio.Protocol):
         assert out is not None
         pieces = out.pieces
         while pieces:
-            if self.blocked or self.closed:
+            if self.blocked or self.closed or self.transport is None \
+                    or self.transport.is_closing():
                 return False
             piece = pieces[0]
             if isinstance(piece, bytes):
@@ -419,9 +428,14 @@ class Connection(asyncio.Protocol):
         if out.offset < 0:
             out.offset = span.start
         while out.offset < end:
+            if self.copying:
+                return self._copy(out, span)
             try:
                 n = os.sendfile(self.fd, out.rep.fd, out.offset, end - out.offset)
             except (BlockingIOError, InterruptedError):
+                if self.borrowed:
+                    self.copying = True  # no fd of our own to wait on
+                    continue
                 self._watch()
                 return False
             except OSError:
@@ -437,6 +451,27 @@ class Connection(asyncio.Protocol):
             out.offset += n
             out.sent += n
             self.progress_at = time.monotonic()
+        return True
+
+    def _copy(self, out: _Outgoing, span: Span) -> bool:
+        """The rest of *span* by pread and transport.write, a chunk each time the
+        transport has emptied: only when the server had no fd to dup (EMFILE)."""
+        assert out.rep is not None and self.transport is not None
+        end = span.end + 1
+        while out.offset < end and not self.blocked:
+            data = os.pread(out.rep.fd, min(end - out.offset, 256 * 1024), out.offset)
+            if not data:
+                self._short(out.rep, span.length, out.offset - span.start)
+                out.complete = False
+                out.pieces.clear()
+                break
+            self.transport.write(data)
+            out.offset += len(data)
+            out.sent += len(data)
+            self.progress_at = time.monotonic()
+        if out.offset < end and out.complete:
+            return False  # resume_writing comes back
+        self.copying = False
         return True
 
     def _watch(self) -> None:

@@ -1,17 +1,22 @@
-"""``zerocopy bench http``: wrk against ``zerocopy serve``, nginx and
-``python -m http.server``, one worker each, for small and large files.
+"""``zerocopy bench http``: wrk against ``zerocopy serve``, nginx, aiohttp's
+``web.static`` and ``python -m http.server``, one worker each, for small and large
+files.
 
 The server runs pinned to CPU 0 and wrk (``-t1 -c50``) to CPU 1; the servers and
 sizes are interleaved in a seeded order, each cell is the median of its runs, and
 the server's CPU time comes from /proc/PID/stat (user + system) over the run.
+Files of 64 MiB and more are measured with ``-c4`` for twice as long, and by the
+bytes wrk read (its ``Transfer/sec``, partial responses included): 50 connections
+for 3 s complete too few 64 MiB responses for a request count to mean anything.
 nginx gets ``sendfile on; tcp_nopush on; access_log off;`` in a generated config,
-as the current user, without a master process.  A missing tool is skipped with the
-way to install it.
+as the current user, without a master process; aiohttp runs on uvloop when it is
+installed, as zerocopy does.  A missing tool is skipped with the way to install it.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import random
 import re
@@ -31,6 +36,21 @@ from .kit import BenchError, Progress, format_size
 __all__ = ["measure", "table"]
 
 SIZES = (4 << 10, 64 << 10, 1 << 20, 64 << 20)
+#: from this size on: fewer connections, longer runs, MB/s rather than req/s
+BIG = 64 << 20
+_CONNECTIONS, _BIG_CONNECTIONS = 50, 4
+_AIOHTTP = """\
+import asyncio, sys
+from aiohttp import web
+try:
+    import uvloop
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+except ImportError:
+    pass
+app = web.Application()
+app.router.add_static("/", sys.argv[1])
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[2]), access_log=None, print=None)
+"""
 _TICK = os.sysconf("SC_CLK_TCK")
 _NGINX_CONF = """\
 daemon off; master_process off; worker_processes 1; pid {dir}/nginx.pid;
@@ -87,6 +107,8 @@ def _commands(name: str, root: str, port: int, tmp: str) -> list[str]:
     if name == "zerocopy":
         return pin + [sys.executable, "-m", "zerocopy", "serve", root, "--port", str(port),
                       "--access-log", "off"]
+    if name == "aiohttp":
+        return pin + [sys.executable, "-c", _AIOHTTP, root, str(port)]
     if name == "http.server":
         return pin + [sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
                       "--directory", root, str(port)]
@@ -114,8 +136,9 @@ def _server(name: str, root: str, tmp: str) -> Iterator[tuple[int, int]]:
             proc.wait(5)
 
 
-def _wrk(port: int, path: str, seconds: float) -> dict[str, float]:
-    out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c50", f"-d{max(1, round(seconds))}s",
+def _wrk(port: int, path: str, seconds: float, connections: int) -> dict[str, float]:
+    out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}",
+                          f"-d{max(1, round(seconds))}s",
                           "--latency", f"http://127.0.0.1:{port}/{path}"],
                          capture_output=True, text=True, timeout=seconds + 30)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)
@@ -134,10 +157,13 @@ def _wrk(port: int, path: str, seconds: float) -> dict[str, float]:
 
 
 def _one_run(name: str, root: str, tmp: str, size: int, seconds: float) -> dict[str, float]:
+    connections = _BIG_CONNECTIONS if size >= BIG else _CONNECTIONS
+    if size >= BIG:
+        seconds *= 2
     with _server(name, root, tmp) as (port, pid):
-        _wrk(port, f"f{size}", 1.0)  # warm-up: the page cache and the server's own
+        _wrk(port, f"f{size}", 1.0, connections)  # warm-up: page cache, server caches
         before = _cpu_seconds(pid)
-        got = _wrk(port, f"f{size}", seconds)
+        got = _wrk(port, f"f{size}", seconds, connections)
         got["cpu_s"] = _cpu_seconds(pid) - before
     got["mbps"] = got["bytes_per_s"] / 1e6
     got["cpu_us_per_req"] = got["cpu_s"] / max(got["requests"], 1) * 1e6
@@ -151,6 +177,10 @@ def _servers() -> tuple[list[str], dict[str, str]]:
         skipped["nginx"] = "not installed (apt-get install nginx-light)"
     else:
         found.insert(0, "nginx")
+    if importlib.util.find_spec("aiohttp") is None:
+        skipped["aiohttp"] = "not installed (pip install aiohttp uvloop)"
+    else:
+        found.append("aiohttp")
     return found, skipped
 
 
@@ -186,25 +216,30 @@ def measure(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         cell = {key: statistics.median(r[key] for r in got) for key in got[0]}
         results.append({"server": name, "size": size, "runs": len(got), **cell})
     return {"mode": "http", "cpu": _cpu_model(), "seconds": seconds, "reps": reps,
-            "wrk": "-t1 -c50", "skipped": skipped, "results": results}
+            "wrk": f"-t1 -c{_CONNECTIONS}", "wrk_big": f"-t1 -c{_BIG_CONNECTIONS}",
+            "skipped": skipped, "results": results}
 
 
 def table(report: dict[str, Any]) -> str:
     """The report as text: each server's req/s, MB/s, p99 and CPU, with its ratio to
-    nginx's req/s."""
-    lines = [f"bench http: {report['cpu']}; wrk {report['wrk']} on CPU 1, server on "
-             f"CPU 0; {report['seconds']:g} s x {report['reps']} runs, medians"]
+    nginx (req/s below 64 MiB, MB/s from there) and its CPU per GB beside nginx's."""
+    big = report.get("wrk_big", "-t1 -c4")
+    lines = [f"bench http: {report['cpu']}; server on CPU 0, wrk on CPU 1: "
+             f"{report['wrk']} for {report['seconds']:g} s below {format_size(BIG)}, "
+             f"{big} for {report['seconds'] * 2:g} s from {format_size(BIG)} (ratio of MB/s "
+             f"read there); {report['reps']} runs, medians"]
     for name, why in report["skipped"].items():
         lines.append(f"  skipped {name}: {why}")
-    # the ratio is of req/s, and of MB/s (bytes received) for files of 64 MiB and more
-    nginx = {r["size"]: r["rps"] if r["size"] < 64 << 20 else r["mbps"]
-             for r in report["results"] if r["server"] == "nginx"}
+    nginx = {r["size"]: r for r in report["results"] if r["server"] == "nginx"}
     lines.append(f"  {'size':>7} {'server':>12} {'req/s':>10} {'MB/s':>8} {'p99 ms':>8} "
-                 f"{'CPU us/req':>10} {'CPU s/GB':>8} {'x nginx':>7}")
+                 f"{'CPU us/req':>10} {'CPU s/GB':>8} {'x nginx':>7} {'CPU/GB x':>8}")
     for r in sorted(report["results"], key=lambda r: (r["size"], r["server"])):
-        mine = r["rps"] if r["size"] < 64 << 20 else r["mbps"]
-        ratio = f"{mine / nginx[r['size']]:.2f}" if nginx.get(r["size"]) else "-"
+        key = "rps" if r["size"] < BIG else "mbps"
+        anchor = nginx.get(r["size"])
+        ratio = f"{r[key] / anchor[key]:.2f}" if anchor and anchor[key] else "-"
+        cpu = (f"{r['cpu_s_per_gb'] / anchor['cpu_s_per_gb']:.2f}"
+               if anchor and anchor["cpu_s_per_gb"] else "-")
         lines.append(f"  {format_size(r['size']):>7} {r['server']:>12} {r['rps']:10.0f} "
                      f"{r['mbps']:8.0f} {r['p99_ms']:8.2f} {r['cpu_us_per_req']:10.1f} "
-                     f"{r['cpu_s_per_gb']:8.3f} {ratio:>7}")
+                     f"{r['cpu_s_per_gb']:8.3f} {ratio:>7} {cpu:>8}")
     return "\n".join(lines)
