@@ -35,8 +35,11 @@ def loop_factories() -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
 def running(root: Path, config: ServeConfig | None = None,
             factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
             ) -> Iterator[FileServer]:
-    """A started FileServer serving *root*, stopped (and its thread joined) after."""
+    """A started FileServer serving *root*, stopped (and its thread joined) after;
+    anything the loop's exception handler gets fails the test."""
     loop = factory()
+    errors: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
     server = FileServer(root, port=0, config=config)
     started = threading.Event()
     failure: list[BaseException] = []
@@ -65,6 +68,7 @@ def running(root: Path, config: ServeConfig | None = None,
         thread.join(TIMEOUT)
         assert not thread.is_alive()
         loop.close()
+    assert not errors, errors
 
 
 def curl(*args: str) -> subprocess.CompletedProcess[bytes]:

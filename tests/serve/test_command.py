@@ -48,6 +48,8 @@ def test_first_line_then_signal_drains_to_exit_0(tmp_path: Path, signum: int,
     (["/nonexistent-dir"], "not a directory"),
     (["--port", "70000"], "--port"),
     (["--workers", "0"], "--workers"),
+    (["--max-connections", "0"], "--max-connections"),
+    (["--min-receive-rate", "-1"], "--min-receive-rate"),
 ])
 def test_bad_input_is_one_line_and_nonzero(args: list[str], words: str) -> None:
     out = subprocess.run([sys.executable, "-m", "zerocopy", "serve", *args],

@@ -5,6 +5,7 @@ the bytes of pipelined responses in order whatever mix of sendfile and writes.""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import select
 import socket
@@ -16,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from zerocopy.http import ServeConfig
+from zerocopy.http import ServeConfig, _connection
 
 from ..support import pattern
 from .rig import TIMEOUT, exchange, loop_factories, running, split_response
 
-BIG = pattern(3_000_000, seed=5)
+BIG = pattern(3_000_000, seed=5)  # (bigger than inline_body: sent with sendfile)
 GET = b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
@@ -282,3 +283,24 @@ def test_fds_of_the_cache_close_with_the_server(tree: Path) -> None:
         assert len(srv.cache) == 1
     assert len(os.listdir("/proc/self/fd")) <= before
 
+
+
+def test_without_a_dup_the_body_is_copied_in_order(
+        tree: Path, factory: Callable[[], asyncio.AbstractEventLoop],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # out of fds at connection time: no dup, so no add_writer of our own; a body
+    # that has to wait for the socket goes by pread + transport.write instead
+    def no_fd(fd: int) -> int:
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+    monkeypatch.setattr(_connection, "_dup", no_fd)
+    huge = BIG * 8  # more than the socket buffers take at once: sendfile meets EAGAIN
+    (tree / "huge.bin").write_bytes(huge)
+    with running(tree, factory=factory) as srv, connect(srv.port) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.sendall(b"GET /huge.bin HTTP/1.1\r\nHost: x\r\n\r\n" + GET
+                     + b"GET /huge.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert read_response(sock)[::2] == (200, huge)
+        assert read_response(sock)[::2] == (200, b"hello, world\n")
+        assert read_response(sock)[::2] == (200, huge)
+        assert sock.recv(65536) == b""

@@ -58,6 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds to receive a request's headers (else 408)")
     parser.add_argument("--keepalive-timeout", type=float, default=30.0, metavar="S",
                         help="seconds an idle connection waits for its next request")
+    parser.add_argument("--min-receive-rate", type=int, default=100, metavar="B",
+                        help="bytes per second a request head must arrive at, judged "
+                             "after its first second (else 408; 0: off; default 100)")
+    parser.add_argument("--max-connections", type=int, default=1024, metavar="N",
+                        help="connections at once per worker; more wait in the kernel's "
+                             "backlog (default 1024)")
     parser.add_argument("--access-log", default="-", metavar="PATH",
                         help="access log file, '-' for stderr (default), 'off' for none")
 
@@ -71,6 +77,8 @@ def _check(args: argparse.Namespace) -> None:
         raise CommandError(f"--workers must be at least 1, got {args.workers}")
     if args.grace < 0 or args.max_ranges < 1:
         raise CommandError("--grace must be >= 0 and --max-ranges >= 1")
+    if args.max_connections < 1 or args.min_receive_rate < 0:
+        raise CommandError("--max-connections must be >= 1 and --min-receive-rate >= 0")
     try:
         import httptools  # noqa: F401
     except ImportError:
@@ -89,7 +97,9 @@ def _config(args: argparse.Namespace, log: Any) -> Any:
     return ServeConfig(symlinks=args.symlinks, hide_dotfiles=not args.show_dotfiles,
                        listing=not args.no_listing, cache_control=args.cache_control,
                        max_ranges=args.max_ranges, header_timeout=args.header_timeout,
-                       keepalive_timeout=args.keepalive_timeout, access_log=log)
+                       keepalive_timeout=args.keepalive_timeout,
+                       min_receive_rate=args.min_receive_rate,
+                       max_connections=args.max_connections, access_log=log)
 
 
 def _open_log(path: str) -> Any:

@@ -61,6 +61,7 @@ _MSG_MORE = getattr(socket, "MSG_MORE", 0)
 _CONNECTION = {"close": b"Connection: close\r\n", "keep-alive": b"Connection: keep-alive\r\n",
                None: b""}
 _OUT_OF_FDS = (errno.EMFILE, errno.ENFILE)
+_dup = os.dup  # (a seam: the tests make it fail as EMFILE would)
 
 
 class _Request:
@@ -160,7 +161,7 @@ class Connection(asyncio.Protocol):
         self.transport = transport = cast(asyncio.Transport, transport)
         fd = transport.get_extra_info("socket").fileno()
         try:
-            self.sock = socket.socket(fileno=os.dup(fd))
+            self.sock = socket.socket(fileno=_dup(fd))
             self.sock.setblocking(False)
         except OSError:
             # out of fds (EMFILE): write through the transport's own fd, and copy a body
@@ -194,7 +195,17 @@ class Connection(asyncio.Protocol):
         self.blocked = True
 
     def resume_writing(self) -> None:
-        self.blocked = False
+        # Go on in a callback of our own: the default loop calls this from inside its
+        # write handler, which, if we closed the transport here, would then run
+        # connection_lost a second time (selector_events _write_ready checks
+        # _closing after calling us).
+        if self.blocked:
+            self.blocked = False
+            self.loop.call_soon(self._resume)
+
+    def _resume(self) -> None:
+        if self.closed or self.blocked:
+            return
         self.progress_at = time.monotonic()
         if self.out is not None and not self.watching and not self._advance():
             return  # the response in flight goes on (it waits again)
