@@ -304,3 +304,27 @@ def test_without_a_dup_the_body_is_copied_in_order(
         assert read_response(sock)[::2] == (200, b"hello, world\n")
         assert read_response(sock)[::2] == (200, huge)
         assert sock.recv(65536) == b""
+
+
+def test_an_endless_header_in_many_chunks_is_431(tree: Path) -> None:
+    with running(tree) as srv, connect(srv.port) as sock:
+        sock.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nX-Endless: ")
+        answer = b""
+        for _ in range(100):  # 100 x 1 KiB, never a line end: the limit is 16 KiB
+            try:
+                sock.sendall(b"e" * 1024)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            ready, _, _ = select.select([sock], [], [], 0.01)
+            if ready:
+                break
+        answer = sock.recv(65536)
+        assert split_response(answer)[0] == 431
+
+
+def test_thousands_of_pipelined_requests_in_one_send_are_all_answered(tree: Path) -> None:
+    with running(tree) as srv, connect(srv.port) as sock:
+        sock.sendall(GET * 2999 + GET[:-2] + b"Connection: close\r\n\r\n")  # 111 KB
+        for _ in range(3000):
+            assert read_response(sock)[::2] == (200, b"hello, world\n")
+        assert sock.recv(65536) == b""

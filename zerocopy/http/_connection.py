@@ -143,6 +143,8 @@ class Connection(asyncio.Protocol):
         self.received = 0  # bytes received on the connection
         self.received_before = 0  # ... before the chunk being parsed
         self.received_mark = 0  # ... before the head in progress began
+        self.begun = 0  # heads begun on this connection
+        self.head_raw = 0  # bytes of the unfinished head received after its first chunk
         self.out: _Outgoing | None = None
         self.blocked = False  # the transport holds unsent bytes (pause_writing)
         self.watching = False  # add_writer is on for our fd
@@ -216,6 +218,8 @@ class Connection(asyncio.Protocol):
             return
         self.received_before = self.received
         self.received += len(data)
+        continued = self.head_started != 0  # a head unfinished at the last chunk
+        begun = self.begun
         httptools = self.server.httptools
         try:
             self.parser.feed_data(data)
@@ -224,9 +228,15 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserError:
             self._refuse(431 if self.too_large else 400)
             return
-        if self.head_started and \
-                self.received - self.received_mark > self.config.max_header_bytes * 2:
-            self.too_large = True  # a head still unfinished (the parser buffers it)
+        if self.head_started:
+            # the parser buffers a header until it ends: count the raw bytes of a
+            # head that spans chunks, so one endless header cannot grow it unbounded
+            if continued and begun == self.begun:
+                self.head_raw += len(data)
+            else:
+                self.head_raw = 0  # began in this chunk: at most len(data) of it so far
+            if self.head_raw > self.config.max_header_bytes:
+                self.too_large = True
         if self.too_large:
             self._refuse(431)
             return
@@ -249,6 +259,7 @@ class Connection(asyncio.Protocol):
             self.too_large = True
 
     def on_message_begin(self) -> None:
+        self.begun += 1
         self.request = _Request()
         self.head_bytes = 0
         self.head_started = time.monotonic()
