@@ -367,7 +367,10 @@ class Connection(asyncio.Protocol):
             response = _plain(request.failed)
             keep, connection = False, "close"
         else:
-            response = self._respond(request)
+            try:
+                response = self._respond(request)
+            except OSError:  # EIO and the like from fstat or a sidecar probe
+                response = _plain(500)
             keep = request.keep_alive and not self.server.closing
             connection = None if keep and request.version != "1.0" else \
                 "keep-alive" if keep else "close"
@@ -384,7 +387,10 @@ class Connection(asyncio.Protocol):
             out.sent = len(response.body)
         elif response.parts is None and response.length <= self.config.inline_body:
             start = response.spans[0].start if response.spans else 0
-            body = os.pread(rep.fd, response.length, start) if response.length else b""
+            try:
+                body = os.pread(rep.fd, response.length, start) if response.length else b""
+            except OSError:
+                body = b""  # EIO: as a file that shrank, the head and then close
             if len(body) < response.length:  # shrank since fstat: the head, then close
                 self._short(rep, response.length, 0)
                 body, out.complete = b"", False
