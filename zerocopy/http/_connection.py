@@ -680,7 +680,7 @@ class Connection(asyncio.Protocol):
     def _file(self, request: _Request, rep: Representation) -> _Response:
         """The response for *rep*; the response owns it (and closes it when done)."""
         headers = request.headers
-        if not (headers.keys() & _CONDITIONAL):  # the common case: a plain full GET
+        if _CONDITIONAL.isdisjoint(headers):  # the common case: a plain full GET
             return _Response(200, rep=rep, spans=[Span(0, rep.size - 1)] if rep.size else [],
                              length=rep.size, fixed=self._fixed_head(rep))
         fields = self._validator_headers(rep)
