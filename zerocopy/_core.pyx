@@ -114,7 +114,7 @@ cdef bint _chunk_done(State *st, object job) except -1:
         _store(st, job)
         progress(st.transferred)
     if st.deadline >= 0 and st.remaining != 0 and _now() >= st.deadline:
-        raise OSError(ETIMEDOUT, "transfer deadline passed")
+        raise _from_a_wait(OSError(ETIMEDOUT, "transfer deadline passed"))
     if job.stoppable and job.stop is not None:
         return True
     return 0 <= st.pause_at <= st.transferred

@@ -11,8 +11,9 @@ error, whichever backend ran.  A loop returns to its driver when:
 * it *yields* after a chunk (:meth:`Job.chunk_done` says when): ``stop`` was set (from
   another thread, say), or ``pause_at`` bytes were reached (an asyncio step ends).
 
-Errors are raised: ``OSError`` from a system call (or a wait), or whatever a signal
-handler or the progress callback raised.
+Errors are raised: ``OSError`` from a system call (or a wait), marked as ours
+(``zerocopy._errors.from_a_call``, ``from_a_wait``), or whatever a signal handler or
+the progress callback raised, unmarked: the caller's (issue 11).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import time
 from collections.abc import Callable
 
 from .._constants import AT_FD_POSITION, NO_LIMIT, NO_PIPE, UNTIL_EOF
+from .._errors import from_a_wait
 
 __all__ = ["BLOCKED_BOTH", "BLOCKED_DST", "BLOCKED_SRC", "Job"]
 
@@ -138,7 +140,7 @@ class Job:
             self.progress(self.transferred)
         if (self.deadline != NO_LIMIT and self.remaining != 0
                 and time.monotonic() >= self.deadline):
-            raise OSError(errno.ETIMEDOUT, "transfer deadline passed")
+            raise from_a_wait(OSError(errno.ETIMEDOUT, "transfer deadline passed"))
         return ((self.stoppable and self.stop is not None)
                 or 0 <= self.pause_at <= self.transferred)
 

@@ -33,9 +33,8 @@ from .._backends.job import Job
 from .._backends.portable import write_all
 from .._constants import DEFAULT_CHUNK_SIZE, MAX_SYSCALL_BYTES, NO_PIPE, UNTIL_EOF
 from .._errors import (
-    MethodDeclined, UnsupportedTransfer, error_from_errno, is_syscall_error, is_wait_error,
-    note_interrupted,
-    transfer_error,
+    MethodDeclined, UnsupportedTransfer, error_from_errno, is_method_error, is_syscall_error,
+    mark_if_our_call, note_interrupted, transfer_error,
 )
 from .._pipes import Pipe, pool
 from .._types import Fallback, Method, Plan, PlanStep, TransferResult
@@ -232,7 +231,11 @@ class Driver:
         keeps what was not written.  Raises BlockingIOError in ``nowait`` mode."""
         job = self.job
         pending, job.residue = job.residue, b""
-        write_all(job, pending)
+        try:
+            write_all(job, pending)
+        except OSError as exc:
+            mark_if_our_call(exc)  # the write's own error, not a signal handler's
+            raise
 
     def read_ahead_result(self) -> TransferResult | None:
         """The result when the read-ahead covered the whole count."""
@@ -296,8 +299,8 @@ class Driver:
         source is seekable, so the bytes so far are known exactly and the next method
         resumes at the byte where this one stopped (nothing duplicated, nothing lost)."""
         job = self.job
-        if not is_syscall_error(exc) or is_wait_error(exc):
-            return False
+        if not is_method_error(exc):
+            return False  # the caller's (signal handler, progress), a wait's, a limit's
         if isinstance(exc, MethodDeclined):
             return not job.transferred
         if not (isinstance(exc, OSError) and method_cannot(step.method, exc.errno or 0)):
