@@ -32,9 +32,12 @@ def alarm_raises_einval() -> Iterator[Callable[[float], None]]:
     def handler(signum: int, frame: FrameType | None) -> None:
         raise OSError(errno.EINVAL, HANDLER_SAYS)
 
+    def arm(delay: float) -> None:
+        signal.setitimer(signal.ITIMER_REAL, delay)
+
     old = signal.signal(signal.SIGALRM, handler)
     try:
-        yield lambda delay: signal.setitimer(signal.ITIMER_REAL, delay)
+        yield arm
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)

@@ -22,7 +22,7 @@ import errno
 import time
 from collections.abc import Callable
 
-from .._constants import AT_FD_POSITION, NO_LIMIT, NO_PIPE, UNTIL_EOF
+from .._constants import AT_FD_POSITION, MAX_OFFSET, NO_LIMIT, NO_PIPE, UNTIL_EOF
 from .._errors import from_a_wait
 
 __all__ = ["BLOCKED_BOTH", "BLOCKED_DST", "BLOCKED_SRC", "Job"]
@@ -119,10 +119,15 @@ class Job:
         return self.remaining == 0 or self.eof
 
     def next_chunk(self) -> int:
-        """The byte count to ask of the next system call."""
-        if self.remaining == UNTIL_EOF or self.remaining > self.chunk_size:
-            return self.chunk_size
-        return self.remaining
+        """The byte count to ask of the next system call: never past MAX_OFFSET (the
+        kernel refuses pos + count beyond it; 0 bytes there reads as end of file)."""
+        want = self.chunk_size
+        if 0 <= self.remaining < want:
+            want = self.remaining
+        for pos in (self.src_offset, self.dst_offset):
+            if pos >= 0:
+                want = min(want, MAX_OFFSET - pos)
+        return want
 
     def delivered(self, count: int) -> None:
         """Account *count* bytes written to the destination."""

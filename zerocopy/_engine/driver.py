@@ -31,7 +31,7 @@ from .. import _backends, _fd
 from .._backends import Backend
 from .._backends.job import Job
 from .._backends.portable import write_all
-from .._constants import DEFAULT_CHUNK_SIZE, MAX_SYSCALL_BYTES, NO_PIPE, UNTIL_EOF
+from .._constants import DEFAULT_CHUNK_SIZE, MAX_OFFSET, MAX_SYSCALL_BYTES, NO_PIPE, UNTIL_EOF
 from .._errors import (
     MethodDeclined, UnsupportedTransfer, error_from_errno, is_method_error, is_syscall_error,
     mark_if_our_call, note_interrupted, transfer_error,
@@ -57,7 +57,6 @@ _METHOD_CANNOT = frozenset({
 _COPY_FILE_RANGE_CANNOT = _METHOD_CANNOT | {errno.EPERM, errno.EIO}
 
 _D = TypeVar("_D", bound="Driver")
-_OFF_T_LIMIT = 1 << 63
 
 
 def check_numbers(count: int | None, offset: int | None, dst_offset: int | None,
@@ -69,7 +68,7 @@ def check_numbers(count: int | None, offset: int | None, dst_offset: int | None,
                 raise TypeError(f"{name} must be an int or None, not {type(value).__name__}")
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
-            if value >= _OFF_T_LIMIT:
+            if value > MAX_OFFSET:
                 # A file offset (off_t) and a count the kernel adds to it are signed
                 # 64-bit numbers: refuse here, not as an OverflowError from a call.
                 raise ValueError(f"{name} must be below 2**63, got {value}")
