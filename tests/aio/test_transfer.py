@@ -225,6 +225,30 @@ def test_progress_error_stops_with_counts(backend: BackendName, loop_factory: Lo
     run(loop_factory, main())
 
 
+def test_progress_oserror_is_the_callers(backend: BackendName, loop_factory: LoopFactory,
+                                        make_file: Callable[..., Path]) -> None:
+    # OSError(EINVAL) from the callback: a seekable source could fail over part way on
+    # that errno, were it taken for the method's (issue 11); it is re-raised as it is.
+    data = pattern(4 << 16)
+    src, dst = make_file(data), make_file()
+
+    def progress(done: int) -> None:
+        raise OSError(errno.EINVAL, "raised by progress")
+
+    async def main() -> None:
+        with open(src, "rb") as fin, open(dst, "wb") as fout:
+            with pytest.raises(OSError) as info:
+                await zerocopy.atransfer(fin, fout, chunk_size=1 << 16, progress=progress,
+                                         backend=backend)
+            exc = info.value
+            assert not isinstance(exc, zerocopy.TransferError)
+            assert exc.strerror == "raised by progress"
+            assert getattr(exc, "transferred") == fin.tell() == 1 << 16
+        assert dst.read_bytes() == data[:1 << 16]
+
+    run(loop_factory, main())
+
+
 class CountingExecutor(Executor):
     """A one-thread pool that counts the jobs handed to it."""
 

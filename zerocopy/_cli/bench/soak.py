@@ -463,6 +463,7 @@ def signal_window(shape: str, backend: str, size: int = 256 << 20,
             delays.append(time.monotonic() - sent.pop())
 
     def sender() -> None:
+        _pin(_CORE_PEER)  # off the transfer's core: it would delay the measured thread
         main = threading.main_thread().ident or 0
         while running.is_set():
             if not sent:
