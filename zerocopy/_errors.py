@@ -32,6 +32,7 @@ __all__ = [
     "error_from_errno",
     "from_a_call",
     "from_a_wait",
+    "from_the_caller",
     "is_method_error",
     "is_syscall_error",
     "mark_if_our_call",
@@ -178,6 +179,7 @@ def timeout_error(detail: str) -> ZeroCopyError:
 _ORIGIN = "_zerocopy_origin"
 _CALL = "call"   # a method's system call (sendfile, splice, copy_file_range, read, write)
 _WAIT = "wait"   # a wait (poll) or a limit (a timeout, the deadline)
+_CALLER = "caller"  # raised by the caller's code we called (the progress callback)
 
 
 def from_a_call(exc: OSError) -> OSError:
@@ -195,6 +197,15 @@ def from_a_wait(exc: OSError) -> OSError:
     do better).  A mark already set stays.  Returns *exc*."""
     if not hasattr(exc, _ORIGIN):
         setattr(exc, _ORIGIN, _WAIT)
+    return exc
+
+
+def from_the_caller(exc: OSError) -> OSError:
+    """Mark *exc* as raised by the caller's code that zerocopy called (the progress
+    callback), even when no frame of it shows in the traceback (a C function such
+    as ``os.sysconf`` given as the callback).  Returns *exc*."""
+    if not hasattr(exc, _ORIGIN):
+        setattr(exc, _ORIGIN, _CALLER)
     return exc
 
 
@@ -229,7 +240,8 @@ def is_syscall_error(exc: BaseException) -> bool:
     :func:`error_from_errno` are ours by their class."""
     if isinstance(exc, (MethodDeclined, ZeroCopyError)):
         return True
-    return isinstance(exc, OSError) and exc.errno is not None and hasattr(exc, _ORIGIN)
+    return (isinstance(exc, OSError) and exc.errno is not None
+            and getattr(exc, _ORIGIN, None) in (_CALL, _WAIT))
 
 
 def is_method_error(exc: BaseException) -> bool:

@@ -8,6 +8,7 @@ would have (EINVAL), so a mistaken fallback shows."""
 from __future__ import annotations
 
 import errno
+import os
 import signal
 import socket
 import threading
@@ -140,3 +141,18 @@ def test_progress_oserror_is_the_callers(backend: BackendName, make_file: Make) 
         assert src.tell() == 1 << 16
     assert _assert_the_handlers(info.value) == 1 << 16
     assert dst_path.read_bytes() == pattern(4 << 16)[:1 << 16]
+
+
+def test_progress_oserror_from_a_c_function_is_the_callers(backend: BackendName,
+                                                           make_file: Make) -> None:
+    # os.sysconf(65536) raises OSError(EINVAL) from C: no frame of the callback shows
+    # in the traceback, so only the mark set where the callback is called tells.
+    src_path, dst_path = make_file(pattern(4 << 16)), make_file()
+    with open(src_path, "rb") as src, open(dst_path, "wb") as dst:
+        with pytest.raises(OSError) as info:
+            zerocopy.transfer(src, dst, chunk_size=1 << 16, progress=os.sysconf,
+                              backend=backend)
+        assert src.tell() == 1 << 16
+    exc = info.value
+    assert not isinstance(exc, TransferError) and exc.errno == errno.EINVAL
+    assert getattr(exc, "transferred") == 1 << 16

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 
 from .._constants import AT_FD_POSITION, MAX_OFFSET, NO_LIMIT, NO_PIPE, UNTIL_EOF
-from .._errors import from_a_wait
+from .._errors import from_a_wait, from_the_caller
 
 __all__ = ["BLOCKED_BOTH", "BLOCKED_DST", "BLOCKED_SRC", "Job"]
 
@@ -142,7 +142,13 @@ class Job:
         nothing ever blocks (file to file, a fast peer), and say whether the loop must
         yield to its driver now (a stop request, or the step budget spent)."""
         if self.progress is not None:
-            self.progress(self.transferred)
+            try:
+                self.progress(self.transferred)
+            except OSError as exc:
+                # The caller's, even from a C function with no frame of its own, which
+                # the backends' traceback test would take for our call (issue 11).
+                from_the_caller(exc)
+                raise
         if (self.deadline != NO_LIMIT and self.remaining != 0
                 and time.monotonic() >= self.deadline):
             raise from_a_wait(OSError(errno.ETIMEDOUT, "transfer deadline passed"))
