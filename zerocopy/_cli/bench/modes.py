@@ -673,7 +673,6 @@ def scaling_table(report: dict[str, Any]) -> str:
 
 
 from . import relay as _relay_mode  # noqa: E402 - registered with the others below
-
 from . import soak as _soak_modes  # noqa: E402 - issue 11's long runs
 
 MODES: dict[str, Callable[[argparse.Namespace, Progress], dict[str, Any]]] = {

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import hashlib
 import os
 import random
@@ -42,7 +43,12 @@ __all__ = ["SoakReport", "cpu_model", "run_soak", "signal_window", "signals", "s
            "soak", "soak_table", "storm", "storm_table"]
 
 _SHAPES = ("file->file", "file->socket", "socket->file", "file->pipe")
-_FAILURES = ("closed fd", "reset peer", "timeout")
+# The failures made on purpose, and the errnos each must end in (and nothing else).
+_FAILURES = {
+    "closed fd": {errno.EBADF},
+    "reset peer": {errno.EPIPE, errno.ECONNRESET},
+    "timeout": {errno.ETIMEDOUT},
+}
 
 
 def cpu_model() -> str:
@@ -125,7 +131,7 @@ class _Soak:
         """(shape, backend, size, failure) for each transfer, in a seeded order."""
         work = []
         for _ in range(n):
-            failure = self.rng.choice(_FAILURES) if self.rng.random() < 0.1 else None
+            failure = self.rng.choice(sorted(_FAILURES)) if self.rng.random() < 0.1 else None
             work.append((self.rng.choice(_SHAPES), self.rng.choice(self.backends),
                          self.rng.choice((0, 1, 4096, 65536, 300_000, 1 << 20)), failure))
         return work
@@ -145,13 +151,16 @@ class _Soak:
         try:
             got, moved = self._move(shape, backend, size, failure)
         except (OSError, ValueError) as exc:
-            expected = failure is not None
+            expected = (failure is not None and isinstance(exc, OSError)
+                        and exc.errno in _FAILURES[failure])
             self.note(f"{failure or 'unexpected'}: {type(exc).__name__}", 0,
-                      None if expected else f"{shape} {backend} {size}: {exc!r}")
+                      None if expected else f"{shape} {backend} {size} {failure}: {exc!r}")
             return
-        ok = got == want or (failure is not None and got == want[:len(got)])
-        self.note(f"{failure + ': ' if failure else ''}ok", moved,
-                  None if ok else f"{shape} {backend} {size}: {len(got)} bytes wrong")
+        if failure is not None:  # it had to fail
+            self.note(f"{failure}: no error", moved, f"{failure}: no error")
+            return
+        self.note("ok", moved,
+                  None if got == want else f"{shape} {backend} {size}: {len(got)} bytes wrong")
 
     def _move(self, shape: str, backend: str, size: int,
               failure: str | None) -> tuple[bytes, int]:
