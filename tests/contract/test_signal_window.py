@@ -1,8 +1,14 @@
-"""The signal window (issue 11): while bytes move and no call blocks, a signal's Python
-handler runs within PYTHON_EVERY (50 ms) of its arrival, whatever the shape.  Measured
-at length by ``zerocopy bench signals``; here a short run with slack for a busy CI."""
+"""The signal window (issue 11; docs/hardening.md, "The signal window"): while bytes
+move and no call blocks, a signal's Python handler runs within PYTHON_EVERY (50 ms) of
+its arrival, whatever the shape.  Measured at length by ``zerocopy bench signals``;
+here one 256 MiB transfer per shape, long enough that a window without a bound would
+show: no handler would run before the transfer ended.  A loaded runner adds its
+scheduler's delay on top: the median may pass the bound by a tick or two, a single
+delay by more."""
 
 from __future__ import annotations
+
+import statistics
 
 import pytest
 
@@ -10,11 +16,14 @@ from zerocopy import BackendName
 from zerocopy._cli.bench.soak import signal_window
 from zerocopy._constants import PYTHON_EVERY
 
-SLACK = 0.2  # seconds on top of the bound: a loaded 2-core runner delays threads too
+TICKS = 0.025  # the median's slack: a couple of scheduler ticks on a busy 2-core runner
+SLACK = 0.2  # any one signal's: a loaded runner delays the main thread by that much
 
 
 @pytest.mark.parametrize("shape", ["file->file", "file->socket", "socket->file"])
 def test_signal_window_is_bounded(backend: BackendName, shape: str) -> None:
-    delays = signal_window(shape, backend, 96 << 20)
-    assert delays, "no signal landed during the transfer"
-    assert max(delays) < PYTHON_EVERY + SLACK, sorted(delays)[-5:]
+    window = signal_window(shape, backend, 256 << 20)
+    delays = sorted(window.delays)
+    assert window.during >= 1, f"no handler ran while bytes moved: {delays}"
+    assert statistics.median(delays) <= PYTHON_EVERY + TICKS, delays
+    assert delays[-1] < PYTHON_EVERY + SLACK, delays[-5:]

@@ -39,8 +39,8 @@ import zerocopy
 from .kit import Progress, summarize
 from .report import machine
 
-__all__ = ["SoakReport", "cpu_model", "run_soak", "signal_window", "signals", "signals_table",
-           "soak", "soak_table", "storm", "storm_table"]
+__all__ = ["SoakReport", "Window", "cpu_model", "run_soak", "signal_window", "signals",
+           "signals_table", "soak", "soak_table", "storm", "storm_table"]
 
 _SHAPES = ("file->file", "file->socket", "socket->file", "file->pipe")
 # The failures made on purpose, and the errnos each must end in (and nothing else).
@@ -457,19 +457,34 @@ def storm_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class Window:
+    """What :func:`signal_window` saw."""
+
+    #: seconds from each signal sent to its handler running
+    delays: list[float]
+    #: how many handlers ran well before the transfer ended (5 ms or more): none when
+    #: Python never ran while bytes moved, whatever the delays say
+    during: int
+
+
 def signal_window(shape: str, backend: str, size: int = 256 << 20,
-                  every: float = 0.007) -> list[float]:
-    """Seconds from a signal sent (SIGUSR1 to the main thread, every *every* s from a
-    helper thread) to its Python handler running, during one *size*-byte transfer of
-    *shape*: how long the core keeps Python away while bytes move (docs/transfer.md,
-    "Signals": bounded by PYTHON_EVERY, 50 ms, when no call blocks)."""
+                  every: float = 0.007) -> Window:
+    """Seconds from a signal sent (SIGUSR1 to the main thread, the next *every* s after
+    the last one's handler ran, from a helper thread) to its Python handler running,
+    during one *size*-byte transfer of *shape*: how long the core keeps Python away
+    while bytes move (docs/transfer.md: bounded by PYTHON_EVERY, 50 ms, when no call
+    blocks)."""
     sent: list[float] = []
     delays: list[float] = []
+    handled_at: list[float] = []
     running = threading.Event()
 
     def handler(signum: int, frame: object) -> None:
         if sent:
-            delays.append(time.monotonic() - sent.pop())
+            now = time.monotonic()
+            delays.append(now - sent.pop())
+            handled_at.append(now)
 
     def sender() -> None:
         _pin(_CORE_PEER)  # off the transfer's core: it would delay the measured thread
@@ -489,22 +504,25 @@ def signal_window(shape: str, backend: str, size: int = 256 << 20,
             with open(src_path, "wb") as f:
                 f.truncate(size)  # sparse: the page cache serves zeros
             kicker.start()
-            _window_transfer(shape, backend, src_path, scratch, size)
+            # A handler pending when the transfer returns runs at its return: only
+            # those that ran 5 ms or more before it ran while bytes moved.
+            ended = _window_transfer(shape, backend, src_path, scratch, size) - 0.005
     finally:
         running.clear()
         if kicker.is_alive():
             kicker.join()
         signal.signal(signal.SIGUSR1, old)
-    return delays
+    return Window(delays, sum(at < ended for at in handled_at))
 
 
 def _window_transfer(shape: str, backend: str, src_path: str, scratch: str,
-                     size: int) -> None:
+                     size: int) -> float:
+    """One transfer of *shape*; returns when (monotonic) its call returned."""
     be: Any = backend
     if shape == "file->file":
         with open(src_path, "rb") as src, open(os.path.join(scratch, "dst"), "wb") as dst:
             zerocopy.transfer(src, dst, backend=be)
-        return
+            return time.monotonic()
     a, b = socket.socketpair()
     if shape == "file->socket":
         drain = threading.Thread(target=_pinned, args=(_recv_all, b, []))
@@ -512,16 +530,19 @@ def _window_transfer(shape: str, backend: str, src_path: str, scratch: str,
         with open(src_path, "rb") as src:
             try:
                 zerocopy.transfer(src, a, backend=be)
+                returned = time.monotonic()
             finally:
                 a.close()
         drain.join()
-        return
+        return returned
     # socket->file: a feeder thread sends zeros as fast as it can
     feeder = threading.Thread(target=_pinned, args=(_send_and_close, b, bytes(size)))
     feeder.start()
     with a, open(os.path.join(scratch, "dst"), "wb") as dst:
         zerocopy.transfer(a, dst, backend=be)
+        returned = time.monotonic()
     feeder.join()
+    return returned
 
 
 def _pinned(work: Any, *args: Any) -> None:
@@ -544,7 +565,8 @@ def signals(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         _pin(_CORE_TRANSFER)
         for shape, backend in _cells(_WINDOW_SHAPES, reps, args.seed):
             progress.step(f"signals: {shape} {backend}")
-            delays.setdefault((shape, backend), []).extend(signal_window(shape, backend, size))
+            window = signal_window(shape, backend, size)
+            delays.setdefault((shape, backend), []).extend(window.delays)
     finally:
         if affinity is not None:
             os.sched_setaffinity(0, affinity)
