@@ -7,7 +7,8 @@ backends cannot drift apart.  Nothing here imports anything of zerocopy's.
 from __future__ import annotations
 
 __all__ = [
-    "AT_FD_POSITION", "BACKEND_ENV", "DEFAULT_CHUNK_SIZE", "DISABLE_ENV", "MAX_SYSCALL_BYTES",
+    "AT_FD_POSITION", "BACKEND_ENV", "DEFAULT_CHUNK_SIZE", "DISABLE_ENV", "MAX_OFFSET",
+    "MAX_SYSCALL_BYTES",
     "NO_LIMIT", "NO_PIPE", "PIPE_POOL_LIMIT", "PIPE_SIZE", "POLL_AGAIN_FIRST_US",
     "POLL_AGAIN_TRIES", "PYTHON_EVERY", "RW_BUFFER_MAX",
     "UNTIL_EOF",
@@ -16,6 +17,10 @@ __all__ = [
 #: Linux moves at most MAX_RW_COUNT = INT_MAX & PAGE_MASK bytes per read/write-like call
 #: (fs/read_write.c); asking for more only risks overflow on 32-bit builds.
 MAX_SYSCALL_BYTES = 0x7FFFF000
+
+#: The largest offset (and count) a transfer accepts: loff_t is a signed 64-bit number,
+#: and the kernel refuses pos + count beyond it (rw_verify_area: EINVAL).
+MAX_OFFSET = (1 << 63) - 1
 
 #: Bytes per system call and per progress report (and per asyncio step): large enough
 #: that syscall overhead is noise, small enough that progress and Ctrl-C stay prompt.

@@ -114,16 +114,26 @@ cdef bint _chunk_done(State *st, object job) except -1:
         _store(st, job)
         progress(st.transferred)
     if st.deadline >= 0 and st.remaining != 0 and _now() >= st.deadline:
-        raise OSError(ETIMEDOUT, "transfer deadline passed")
+        raise _from_a_wait(OSError(ETIMEDOUT, "transfer deadline passed"))
     if job.stoppable and job.stop is not None:
         return True
     return 0 <= st.pause_at <= st.transferred
 
 
+cdef long long MAX_OFFSET = _constants.MAX_OFFSET
+
+
 cdef inline long long _next_chunk(State *st) noexcept nogil:
-    if st.remaining < 0 or st.remaining > st.chunk:
-        return st.chunk
-    return st.remaining
+    cdef long long want = st.chunk
+    if 0 <= st.remaining < want:
+        want = st.remaining
+    # The kernel refuses pos + count past 2**63 - 1 (rw_verify_area: EINVAL); no file
+    # reaches that far, so ask only up to it: 0 bytes there reads as end of file.
+    if st.src_off >= 0 and want > MAX_OFFSET - st.src_off:
+        want = MAX_OFFSET - st.src_off
+    if st.dst_off >= 0 and want > MAX_OFFSET - st.dst_off:
+        want = MAX_OFFSET - st.dst_off
+    return want
 
 
 cdef inline void _delivered(State *st, long long n) noexcept nogil:

@@ -30,9 +30,13 @@ __all__ = [
     "UnsupportedTransfer",
     "ZeroCopyError",
     "error_from_errno",
+    "from_a_call",
     "from_a_wait",
-    "is_wait_error",
+    "from_the_caller",
+    "is_method_error",
     "is_syscall_error",
+    "mark_if_our_call",
+    "raised_by_our_call",
     "note_interrupted",
     "transfer_error",
 ]
@@ -163,29 +167,87 @@ def error_from_errno(
 
 def timeout_error(detail: str) -> ZeroCopyError:
     """The error for a wait that outlived the socket timeout or the deadline."""
-    return error_from_errno(_errno.ETIMEDOUT, detail)
-
-
-def is_syscall_error(exc: BaseException) -> bool:
-    """*exc* reports a failed system call (or wait), so the fallback rules apply to
-    it.  Anything else (Ctrl-C, the progress callback's own error, a signal handler's
-    ``raise TimeoutError()``, which has no errno) is the caller's, and is re-raised
-    as it is, with the counts attached (:func:`note_interrupted`)."""
-    return isinstance(exc, MethodDeclined) or (isinstance(exc, OSError)
-                                               and exc.errno is not None)
-
-
-def from_a_wait(exc: OSError) -> OSError:
-    """Mark *exc* as the failure of a wait (poll), not of a method's system call: the
-    fallback rules never take it for "this method can't" (poll's EAGAIN means memory
-    ran short, not that another method would do better).  Returns *exc*."""
-    exc._zerocopy_wait = True  # type: ignore[attr-defined]
+    exc: ZeroCopyError = error_from_errno(_errno.ETIMEDOUT, detail)
+    from_a_wait(exc)
     return exc
 
 
-def is_wait_error(exc: BaseException) -> bool:
-    """*exc* was marked by :func:`from_a_wait`."""
-    return bool(getattr(exc, "_zerocopy_wait", False))
+# Where an OSError of ours came from, set on the instance (an attribute, not a class:
+# the builtin subclass Python picked for the errno stays as it is, and pickling keeps
+# it with the instance's __dict__).  An OSError without it is not ours: a signal
+# handler or the progress callback raised it (issue 11).
+_ORIGIN = "_zerocopy_origin"
+_CALL = "call"   # a method's system call (sendfile, splice, copy_file_range, read, write)
+_WAIT = "wait"   # a wait (poll) or a limit (a timeout, the deadline)
+_CALLER = "caller"  # raised by the caller's code we called (the progress callback)
+
+
+def from_a_call(exc: OSError) -> OSError:
+    """Mark *exc* as the failure of a method's system call: only such an error can
+    mean "this method can't" (the fallback rules).  A mark already set stays.
+    Returns *exc*."""
+    if not hasattr(exc, _ORIGIN):
+        setattr(exc, _ORIGIN, _CALL)
+    return exc
+
+
+def from_a_wait(exc: OSError) -> OSError:
+    """Mark *exc* as the failure of a wait (poll) or a limit: ours, but never a reason
+    to fall back (poll's EAGAIN means memory ran short, not that another method would
+    do better).  A mark already set stays.  Returns *exc*."""
+    if not hasattr(exc, _ORIGIN):
+        setattr(exc, _ORIGIN, _WAIT)
+    return exc
+
+
+def from_the_caller(exc: OSError) -> OSError:
+    """Mark *exc* as raised by the caller's code that zerocopy called (the progress
+    callback), even when no frame of it shows in the traceback (a C function such
+    as ``os.sysconf`` given as the callback).  Returns *exc*."""
+    if not hasattr(exc, _ORIGIN):
+        setattr(exc, _ORIGIN, _CALLER)
+    return exc
+
+
+def raised_by_our_call(exc: BaseException) -> bool:
+    """*exc* was raised by a call zerocopy's own code made (an ``os`` function, the
+    fault seam), not by a Python function that ran meanwhile: a signal handler runs
+    inside the interrupted ``os`` call (PEP 475), and the progress callback is called
+    by us, so either one's frame is then the innermost of the traceback."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return str(tb.tb_frame.f_globals.get("__name__", "")).startswith("zerocopy.")
+
+
+def mark_if_our_call(exc: OSError) -> None:
+    """Mark *exc* as a method's system call failing when our own code's call raised
+    it (:func:`raised_by_our_call`); a signal handler's or the progress callback's
+    error stays unmarked, so it stays the caller's."""
+    if raised_by_our_call(exc):
+        from_a_call(exc)
+
+
+def is_syscall_error(exc: BaseException) -> bool:
+    """*exc* is zerocopy's own report of a failed system call, wait or limit: it
+    becomes a TransferError.  Anything else (Ctrl-C, the progress callback's own
+    error, a signal handler's ``raise TimeoutError()`` or even ``raise
+    OSError(EINVAL, ...)``: issue 11) is the caller's, and is re-raised as it is, with
+    the counts attached (:func:`note_interrupted`).  The core and the Python backends
+    mark their errors (:func:`from_a_call`, :func:`from_a_wait`); errors built by
+    :func:`error_from_errno` are ours by their class."""
+    if isinstance(exc, (MethodDeclined, ZeroCopyError)):
+        return True
+    return (isinstance(exc, OSError) and exc.errno is not None
+            and getattr(exc, _ORIGIN, None) in (_CALL, _WAIT))
+
+
+def is_method_error(exc: BaseException) -> bool:
+    """*exc* is a method's own failure (its system call, or a decline): the only kind
+    the fallback rules may take for "this method can't"."""
+    return isinstance(exc, MethodDeclined) or getattr(exc, _ORIGIN, None) == _CALL
 
 
 def note_interrupted(exc: BaseException, transferred: int, residue: bytes) -> BaseException:

@@ -14,7 +14,7 @@ import pytest
 
 import zerocopy
 from zerocopy import BackendName, Fallback, Method, TransferError
-from zerocopy._errors import transfer_error
+from zerocopy._errors import from_a_call, from_a_wait, transfer_error
 from zerocopy.pytest_plugin import FaultInjector
 
 from ..support import Reader, Writer, pattern, sha, tcp_pair
@@ -143,7 +143,8 @@ def test_the_fast_path_hands_over_part_way(monkeypatch: pytest.MonkeyPatch,
         assert hasattr(src, "fileno") and hasattr(dst, "fileno")
         moved = os.copy_file_range(src.fileno(), dst.fileno(), CHUNK)
         os.lseek(src.fileno(), moved, os.SEEK_SET)  # as the fast path leaves it
-        raise transfer_error(errno.EIO, Method.COPY_FILE_RANGE, moved)
+        # marked as the core marks a method's own call failing (fastpath.pxi)
+        raise from_a_call(transfer_error(errno.EIO, Method.COPY_FILE_RANGE, moved))
 
     monkeypatch.setattr(engine, "fast_transfer", fast_then_eio)
     with open(src_path, "rb", buffering=0) as src, open(dst_path, "wb") as dst:
@@ -153,3 +154,34 @@ def test_the_fast_path_hands_over_part_way(monkeypatch: pytest.MonkeyPatch,
     assert result.transferred == len(data) and result.method is Method.SENDFILE
     assert [(f.method, f.errno, f.offset) for f in result.fallbacks] == [
         (Method.COPY_FILE_RANGE, errno.EIO, CHUNK)]
+
+
+@pytest.mark.parametrize("err,mark", [(errno.EAGAIN, from_a_wait), (errno.EINVAL, None)])
+def test_the_fast_path_hands_over_only_a_methods_cannot(
+        monkeypatch: pytest.MonkeyPatch, make_file: Make, err: int,
+        mark: Callable[[OSError], OSError] | None) -> None:
+    """A failed wait in the fast path (poll's EAGAIN, marked a wait's) is raised, not
+    resumed, though EAGAIN from a method would be "can't"; so is an error the core did
+    not mark as its call's (a signal handler's, say)."""
+    from zerocopy._engine import transfer as engine
+
+    if "native" not in zerocopy.available_backends():
+        pytest.skip("no compiled core: no fast path")
+    src_path, dst_path = make_file(pattern(5 * CHUNK)), make_file()
+
+    def fast_then_fail(src: object, dst: object, count: int | None, offset: int | None,
+                       dst_offset: int | None) -> zerocopy.TransferResult | None:
+        assert hasattr(src, "fileno") and hasattr(dst, "fileno")
+        moved = os.copy_file_range(src.fileno(), dst.fileno(), CHUNK)
+        os.lseek(src.fileno(), moved, os.SEEK_SET)
+        exc = transfer_error(err, Method.SENDFILE, moved)
+        raise exc if mark is None else mark(exc)
+
+    monkeypatch.setattr(engine, "fast_transfer", fast_then_fail)
+    with open(src_path, "rb", buffering=0) as src, open(dst_path, "wb") as dst:
+        with pytest.raises(TransferError) as info:
+            zerocopy.transfer(src, dst)
+        assert src.tell() == CHUNK
+    assert info.value.errno == err and info.value.transferred == CHUNK
+    assert info.value.fallbacks == ()
+    assert dst_path.read_bytes() == pattern(5 * CHUNK)[:CHUNK]

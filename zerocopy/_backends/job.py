@@ -11,8 +11,9 @@ error, whichever backend ran.  A loop returns to its driver when:
 * it *yields* after a chunk (:meth:`Job.chunk_done` says when): ``stop`` was set (from
   another thread, say), or ``pause_at`` bytes were reached (an asyncio step ends).
 
-Errors are raised: ``OSError`` from a system call (or a wait), or whatever a signal
-handler or the progress callback raised.
+Errors are raised: ``OSError`` from a system call (or a wait), marked as ours
+(``zerocopy._errors.from_a_call``, ``from_a_wait``), or whatever a signal handler or
+the progress callback raised, unmarked: the caller's (issue 11).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import errno
 import time
 from collections.abc import Callable
 
-from .._constants import AT_FD_POSITION, NO_LIMIT, NO_PIPE, UNTIL_EOF
+from .._constants import AT_FD_POSITION, MAX_OFFSET, NO_LIMIT, NO_PIPE, UNTIL_EOF
+from .._errors import from_a_wait, from_the_caller
 
 __all__ = ["BLOCKED_BOTH", "BLOCKED_DST", "BLOCKED_SRC", "Job"]
 
@@ -117,10 +119,15 @@ class Job:
         return self.remaining == 0 or self.eof
 
     def next_chunk(self) -> int:
-        """The byte count to ask of the next system call."""
-        if self.remaining == UNTIL_EOF or self.remaining > self.chunk_size:
-            return self.chunk_size
-        return self.remaining
+        """The byte count to ask of the next system call: never past MAX_OFFSET (the
+        kernel refuses pos + count beyond it; 0 bytes there reads as end of file)."""
+        want = self.chunk_size
+        if 0 <= self.remaining < want:
+            want = self.remaining
+        for pos in (self.src_offset, self.dst_offset):
+            if pos >= 0:
+                want = min(want, MAX_OFFSET - pos)
+        return want
 
     def delivered(self, count: int) -> None:
         """Account *count* bytes written to the destination."""
@@ -135,10 +142,16 @@ class Job:
         nothing ever blocks (file to file, a fast peer), and say whether the loop must
         yield to its driver now (a stop request, or the step budget spent)."""
         if self.progress is not None:
-            self.progress(self.transferred)
+            try:
+                self.progress(self.transferred)
+            except OSError as exc:
+                # The caller's, even from a C function with no frame of its own, which
+                # the backends' traceback test would take for our call (issue 11).
+                from_the_caller(exc)
+                raise
         if (self.deadline != NO_LIMIT and self.remaining != 0
                 and time.monotonic() >= self.deadline):
-            raise OSError(errno.ETIMEDOUT, "transfer deadline passed")
+            raise from_a_wait(OSError(errno.ETIMEDOUT, "transfer deadline passed"))
         return ((self.stoppable and self.stop is not None)
                 or 0 <= self.pause_at <= self.transferred)
 

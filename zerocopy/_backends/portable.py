@@ -13,7 +13,7 @@ from typing import Literal
 
 from .. import _faults
 from .._constants import AT_FD_POSITION, RW_BUFFER_MAX
-from .._errors import MethodDeclined
+from .._errors import MethodDeclined, mark_if_our_call
 from .._types import Method, PlanStep
 from .job import Job
 from .waits import wait_readable, wait_writable
@@ -98,12 +98,18 @@ def read_write(job: Job) -> None:
 
 def returns_when_blocked(loop: Callable[[Job], None], job: Job) -> None:
     """Run *loop*; in ``nowait`` mode a wait unwinds as BlockingIOError with
-    ``job.blocked`` set (``waits``), which ends the call here."""
+    ``job.blocked`` set (``waits``), which ends the call here.  An OSError an ``os``
+    call raised is marked as the method's; a signal handler's or the progress
+    callback's own is left unmarked: the caller's (issue 11)."""
     try:
         loop(job)
-    except BlockingIOError:
+    except BlockingIOError as exc:
         if not (job.nowait and job.blocked):
+            mark_if_our_call(exc)
             raise
+    except OSError as exc:
+        mark_if_our_call(exc)
+        raise
 
 
 def run(step: PlanStep, job: Job) -> None:

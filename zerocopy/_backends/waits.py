@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from .. import _faults
 from .._constants import NO_LIMIT, POLL_AGAIN_FIRST_US, POLL_AGAIN_TRIES
-from .._errors import ZeroCopyError, from_a_wait, timeout_error
+from .._errors import ZeroCopyError, from_a_wait, raised_by_our_call, timeout_error
 from .job import BLOCKED_BOTH, BLOCKED_DST, BLOCKED_SRC, Job
 
 __all__ = ["poll_retrying", "retry_poll_again", "time_left", "wait_both", "wait_readable", "wait_writable"]
@@ -55,17 +55,23 @@ def retry_poll_again(poll_once: Callable[[], bool]) -> bool:
     """*poll_once*(); poll's own EAGAIN (poll(2): internal allocation failed, "may be
     attempted again") is retried after a short, growing sleep, a bounded number of
     times, then raised as an error that is not BlockingIOError (which the loops would
-    take for "the fd would block" and wait again, for ever)."""
+    take for "the fd would block" and wait again, for ever).  poll's errors are
+    marked as a wait's: never a reason to fall back.  What a signal handler raised
+    meanwhile is left as it is: the caller's (issue 11)."""
     for attempt in range(POLL_AGAIN_TRIES + 1):
         try:
             return poll_once()
-        except BlockingIOError:
+        except BlockingIOError as exc:
+            if not raised_by_our_call(exc):
+                raise
             if attempt == POLL_AGAIN_TRIES:
                 raise from_a_wait(ZeroCopyError(errno.EAGAIN, "poll kept failing: "
                                                 f"{os.strerror(errno.EAGAIN)}")) from None
             time.sleep(POLL_AGAIN_FIRST_US * (1 << attempt) / 1e6)
         except OSError as exc:
-            raise from_a_wait(exc) from None
+            if raised_by_our_call(exc):
+                from_a_wait(exc)
+            raise
     raise AssertionError("unreachable")  # pragma: no cover
 
 

@@ -18,7 +18,8 @@ from libc.stdlib cimport getenv
 from libc.string cimport strcmp
 
 from zerocopy._errors import (
-    is_syscall_error as _is_syscall_error, note_interrupted as _note_interrupted,
+    is_method_error as _is_method_error, is_syscall_error as _is_syscall_error,
+    note_interrupted as _note_interrupted,
     transfer_error as _transfer_error,
 )
 from zerocopy._types import Method as _Method, fast_result as _fast_result
@@ -209,7 +210,12 @@ def fast_transfer(object src, object dst, object count, object offset, object ds
             raise _note_interrupted(exc, st.transferred, b"")
         if st.transferred == 0:
             return None
-        raise _transfer_error(exc.errno or 0, _LOOP_METHODS[loop], st.transferred) from None
+        err = _transfer_error(exc.errno or 0, _LOOP_METHODS[loop], st.transferred)
+        if _is_method_error(exc):
+            # The method's own call failed: only then may transfer() resume part way
+            # on the full path (a failed wait's EAGAIN is not "this method can't").
+            _from_a_call(err)
+        raise err from None
     finally:
         if n_offset < 0:
             _set_position(src_fd, reader, start + st.transferred)

@@ -25,6 +25,8 @@
 #     call on a peer that stalls, waits for that call to return or for the next
 #     signal; before, the window was the few microseconds between two calls.
 
+from zerocopy._errors import from_a_call as _from_a_call
+
 # Seconds: Python runs at least this often while calls return (zerocopy._constants).
 cdef double PYTHON_EVERY = _constants.PYTHON_EVERY
 cdef int POLL_AGAIN_TRIES = _constants.POLL_AGAIN_TRIES
@@ -261,7 +263,9 @@ cdef int _failed(State *st, Run *run) except -1:
         return TURN_RETURN
     if run.call == FAULT_POLL:
         raise _from_a_wait(_oserror(run.err, "poll"))
-    raise _oserror(run.err, _CALL_NAMES[run.call])
+    # Marked as the method's call, so a signal handler's own OSError (same class, maybe
+    # the same errno), raised by PyErr_CheckSignals, is never taken for it (issue 11).
+    raise _from_a_call(_oserror(run.err, _CALL_NAMES[run.call]))
 
 
 cdef int _python_turn(State *st, Run *run, object job, int why) except -1:
@@ -271,7 +275,7 @@ cdef int _python_turn(State *st, Run *run, object job, int why) except -1:
     PyErr_CheckSignals()
     if why == STOP_TIMEOUT:
         side = "src" if run.wait_side == BLOCKED_SRC else "dst"
-        raise OSError(ETIMEDOUT, f"{side}: timed out")
+        raise _from_a_wait(OSError(ETIMEDOUT, f"{side}: timed out"))
     # The fast path has no job: nothing to report, nothing to yield for.
     if why == STOP_CHUNK and job is not None and _chunk_done(st, job):
         return TURN_RETURN

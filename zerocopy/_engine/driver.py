@@ -31,11 +31,10 @@ from .. import _backends, _fd
 from .._backends import Backend
 from .._backends.job import Job
 from .._backends.portable import write_all
-from .._constants import DEFAULT_CHUNK_SIZE, MAX_SYSCALL_BYTES, NO_PIPE, UNTIL_EOF
+from .._constants import DEFAULT_CHUNK_SIZE, MAX_OFFSET, MAX_SYSCALL_BYTES, NO_PIPE, UNTIL_EOF
 from .._errors import (
-    MethodDeclined, UnsupportedTransfer, error_from_errno, is_syscall_error, is_wait_error,
-    note_interrupted,
-    transfer_error,
+    MethodDeclined, UnsupportedTransfer, error_from_errno, is_method_error, is_syscall_error,
+    mark_if_our_call, note_interrupted, transfer_error,
 )
 from .._pipes import Pipe, pool
 from .._types import Fallback, Method, Plan, PlanStep, TransferResult
@@ -58,7 +57,6 @@ _METHOD_CANNOT = frozenset({
 _COPY_FILE_RANGE_CANNOT = _METHOD_CANNOT | {errno.EPERM, errno.EIO}
 
 _D = TypeVar("_D", bound="Driver")
-_OFF_T_LIMIT = 1 << 63
 
 
 def check_numbers(count: int | None, offset: int | None, dst_offset: int | None,
@@ -70,7 +68,7 @@ def check_numbers(count: int | None, offset: int | None, dst_offset: int | None,
                 raise TypeError(f"{name} must be an int or None, not {type(value).__name__}")
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
-            if value >= _OFF_T_LIMIT:
+            if value > MAX_OFFSET:
                 # A file offset (off_t) and a count the kernel adds to it are signed
                 # 64-bit numbers: refuse here, not as an OverflowError from a call.
                 raise ValueError(f"{name} must be below 2**63, got {value}")
@@ -232,7 +230,11 @@ class Driver:
         keeps what was not written.  Raises BlockingIOError in ``nowait`` mode."""
         job = self.job
         pending, job.residue = job.residue, b""
-        write_all(job, pending)
+        try:
+            write_all(job, pending)
+        except OSError as exc:
+            mark_if_our_call(exc)  # the write's own error, not a signal handler's
+            raise
 
     def read_ahead_result(self) -> TransferResult | None:
         """The result when the read-ahead covered the whole count."""
@@ -296,8 +298,8 @@ class Driver:
         source is seekable, so the bytes so far are known exactly and the next method
         resumes at the byte where this one stopped (nothing duplicated, nothing lost)."""
         job = self.job
-        if not is_syscall_error(exc) or is_wait_error(exc):
-            return False
+        if not is_method_error(exc):
+            return False  # the caller's (signal handler, progress), a wait's, a limit's
         if isinstance(exc, MethodDeclined):
             return not job.transferred
         if not (isinstance(exc, OSError) and method_cannot(step.method, exc.errno or 0)):

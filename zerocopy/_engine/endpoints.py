@@ -174,9 +174,17 @@ def _is_seekable(fd: int, kind: EndpointKind) -> bool:
     if kind is not EndpointKind.OTHER:
         return False
     try:
-        os.lseek(fd, 0, os.SEEK_CUR)
+        pos = os.lseek(fd, 0, os.SEEK_CUR)
     except OSError:
         return False
+    # lseek succeeds on fds that pread refuses (eventfd, timerfd, signalfd, epoll:
+    # noop_llseek without FMODE_PREAD), and a seekable source is read at explicit
+    # offsets.  ksys_pread64 checks FMODE_PREAD before anything is read, so a 0-byte
+    # pread's ESPIPE says "a stream" (issue 11).
+    try:
+        os.pread(fd, 0, pos)
+    except OSError as exc:
+        return exc.errno != errno.ESPIPE
     return True
 
 
@@ -189,6 +197,10 @@ def classify(obj: object, role: str, want_write: bool) -> Endpoint:
         flags = _fcntl_getfl(fd)
     except OSError as exc:
         raise error_from_errno(exc.errno or errno.EBADF, f"{role}: fd {fd}") from None
+    if flags & getattr(os, "O_PATH", 0):
+        # open(2): an O_PATH fd "cannot be read or written"; say so before any call.
+        raise error_from_errno(errno.EBADF, f"{role}: fd {fd} is an O_PATH fd (it can be "
+                               "neither read nor written)")
     kind = _kind(fd, st, obj, role)
     access = flags & os.O_ACCMODE
     if access != os.O_RDWR and access != (os.O_WRONLY if want_write else os.O_RDONLY):

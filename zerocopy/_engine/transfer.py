@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from .. import _backends, _fd
 from .._backends import BackendName
-from .._errors import Interrupted, TransferError
+from .._errors import Interrupted, TransferError, is_method_error
 from .._types import Fallback, Plan, TransferResult
 from . import endpoints
 from .driver import BlockingDriver, check_numbers, check_offsets, method_cannot
@@ -101,7 +101,7 @@ def transfer(src: object, dst: object, count: int | None = None, *,
         try:
             result = fast_transfer(src, dst, count, offset, dst_offset)
         except TransferError as exc:
-            if exc.method is None or not method_cannot(exc.method, exc.errno or 0):
+            if not _fast_path_can_resume(exc):
                 raise
             # The fast path's source is a regular file: resume where it stopped.
             return _resume_after(exc, src, dst, count, offset)
@@ -110,6 +110,13 @@ def transfer(src: object, dst: object, count: int | None = None, *,
     with BlockingDriver.opened(src, dst, count, offset, dst_offset, timeout, chunk_size,
                                progress, backend) as driver:
         return driver.run()
+
+
+def _fast_path_can_resume(exc: TransferError) -> bool:
+    """The fast path's method itself said "can't" part way (the core marks such a
+    TransferError as a method's call: a failed wait, poll's EAGAIN, never is)."""
+    return (exc.method is not None and is_method_error(exc)
+            and method_cannot(exc.method, exc.errno or 0))
 
 
 def _resume_after(exc: TransferError, src: object, dst: object, count: int | None,

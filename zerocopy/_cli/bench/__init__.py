@@ -32,7 +32,8 @@ ALIASES: tuple[str, ...] = ()
 HELP = "measure transfer() beside the standard library and the C limit"
 DESCRIPTION = ("Measure transfer() beside the standard library's best ways and, with "
                "--c-ref, the kernel's own loops in C (docs/performance.md).")
-MODES = ("throughput", "small", "memory", "gil", "scaling", "http", "relay", "all")
+MODES = ("throughput", "small", "memory", "gil", "scaling", "http", "relay", "soak", "storm",
+         "signals", "all")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,7 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("mode", nargs="?", default="throughput", choices=MODES,
                    help="throughput (default): every shape and method; small: per-call cost "
                         "of small transfers; memory: peak RSS growth; gil: a Python thread's "
-                        "rate during a transfer; scaling: GB/s per size and 8 threads; all")
+                        "rate during a transfer; scaling: GB/s per size and 8 threads; soak: "
+                        "10000 mixed transfers, fds and RSS flat (--reps); storm: SIGALRM "
+                        "every ms during 1G (--size); signals: the signal window per shape; all")
     p.add_argument("--quick", action="store_true", help="small sizes, few repetitions")
     p.add_argument("--size", type=size_argument,
                    help="bytes per run: throughput 1G (quick 64M), memory 8G (1G), gil 1G "

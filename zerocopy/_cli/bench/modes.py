@@ -673,12 +673,16 @@ def scaling_table(report: dict[str, Any]) -> str:
 
 
 from . import relay as _relay_mode  # noqa: E402 - registered with the others below
+from . import soak as _soak_modes  # noqa: E402 - issue 11's long runs
 
 MODES: dict[str, Callable[[argparse.Namespace, Progress], dict[str, Any]]] = {
     "small": small, "memory": memory, "gil": gil, "scaling": scaling,
     "http": http_bench.measure, "relay": _relay_mode.measure,
+    "soak": _soak_modes.soak, "storm": _soak_modes.storm, "signals": _soak_modes.signals,
 }
 TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
     "small": small_table, "memory": memory_table, "gil": gil_table, "scaling": scaling_table,
     "http": http_bench.table, "relay": _relay_mode.table,
+    "soak": _soak_modes.soak_table, "storm": _soak_modes.storm_table,
+    "signals": _soak_modes.signals_table,
 }
