@@ -140,11 +140,12 @@ async def _serve(args: argparse.Namespace, port: int, reuse_port: bool,
     except OSError as exc:
         raise CommandError(f"cannot listen on {args.bind}:{port}: "
                            f"{exc.strerror or exc}") from None
-    ready(server.url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # the handlers before the first line: a script may send SIGTERM as soon as it reads it
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    ready(server.url)
     forever = asyncio.ensure_future(server.serve_forever())
     await stop.wait()
     server.close()
@@ -200,8 +201,6 @@ def _workers(args: argparse.Namespace) -> int:
             break  # a worker died before listening: its status says so below
         got += len(byte)
     os.close(ready_r)
-    host = f"[{args.bind}]" if ":" in args.bind else args.bind
-    print(f"serving {args.dir} at http://{host}:{port}/", flush=True)
 
     def forward(signum: int, _frame: object) -> None:
         for child in children:
@@ -212,6 +211,8 @@ def _workers(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    host = f"[{args.bind}]" if ":" in args.bind else args.bind
+    print(f"serving {args.dir} at http://{host}:{port}/", flush=True)
     worst = 0
     for child in children:
         _, status = os.waitpid(child, 0)
