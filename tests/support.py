@@ -18,6 +18,7 @@ import errno
 import fcntl
 import functools
 import hashlib
+import json
 import os
 import pty
 import re
@@ -428,3 +429,14 @@ def open_fds() -> int:
 def os_threads() -> int:
     """How many threads this process runs, as the kernel counts them."""
     return len(os.listdir("/proc/self/task"))
+
+
+def bench_json(tmp: Path, *args: str) -> dict[str, Any]:
+    """Run ``zerocopy bench ARGS`` in-process with its report as JSON under ``tmp``."""
+    from zerocopy._cli import main
+
+    out = tmp / "report.json"
+    status = main(["bench", *args, "--json", str(out), "--no-progress", "--dir", str(tmp)])
+    report: dict[str, Any] = json.loads(out.read_text())
+    assert status == 0, report
+    return report

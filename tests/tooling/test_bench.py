@@ -18,6 +18,8 @@ import pytest
 from zerocopy._cli import main
 from zerocopy._cli.bench import report
 from zerocopy._cli.bench import throughput as _bench
+
+from ..support import bench_json
 from zerocopy._cli.bench.kit import (
     BenchError,
     Progress,
@@ -38,14 +40,6 @@ _EXPECTED = {
     "s2s": {"shutil.copyfileobj", "os.splice loop"},
     "f2p": {"shutil.copyfileobj", "os.sendfile loop", "os.splice loop"},
 }
-
-
-def _bench_json(tmp: Path, *args: str) -> dict[str, Any]:
-    out = tmp / "report.json"
-    status = main(["bench", *args, "--json", str(out), "--no-progress", "--dir", str(tmp)])
-    report: dict[str, Any] = json.loads(out.read_text())
-    assert status == 0, report
-    return report
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +78,7 @@ def _check_throughput(report: dict[str, Any], size: int, reps: int) -> None:
 
 
 def test_throughput_every_shape_python_peers(tmp_path: Path) -> None:
-    report = _bench_json(tmp_path, "--size", "3M", "--reps", "1")
+    report = bench_json(tmp_path, "--size", "3M", "--reps", "1")
     assert report["config"]["peers"] == "python"
     assert report["config"]["shapes"] == list(_bench.SHAPES)
     _check_throughput(report, 3 << 20, 1)
@@ -97,7 +91,7 @@ def test_throughput_every_shape_python_peers(tmp_path: Path) -> None:
 
 
 def test_throughput_with_c_reference(tmp_path: Path, c_ref: str) -> None:
-    report = _bench_json(tmp_path, "--size", "2M", "--reps", "2", "--shapes", "f2f,s2s,f2p",
+    report = bench_json(tmp_path, "--size", "2M", "--reps", "2", "--shapes", "f2f,s2s,f2p",
                          "--c-ref", c_ref)
     assert report["config"]["peers"] == "c"
     _check_throughput(report, 2 << 20, 2)
@@ -158,7 +152,7 @@ def test_a_short_file_copy_is_caught(runner: Runner) -> None:
     ("scaling", ["--size", "4M", "--reps", "1"]),
 ])
 def test_other_modes(tmp_path: Path, mode: str, args: list[str]) -> None:
-    report = _bench_json(tmp_path, mode, *args)
+    report = bench_json(tmp_path, mode, *args)
     assert report["mode"] == mode
     assert report["targets"] and all(t["value"] is not None for t in report["targets"])
     if mode == "small":
@@ -180,13 +174,13 @@ def test_other_modes(tmp_path: Path, mode: str, args: list[str]) -> None:
 
 
 def test_c_controls_in_gil_and_scaling(tmp_path: Path, c_ref: str) -> None:
-    gil = _bench_json(tmp_path, "gil", "--size", "8M", "--reps", "1", "--c-ref", c_ref)
+    gil = bench_json(tmp_path, "gil", "--size", "8M", "--reps", "1", "--c-ref", c_ref)
     during_c = {r["case"]: r["kept_during_c"] for r in gil["results"]}
     assert during_c["f2f portable"] is None
     # Measured beside the C loops for every native case (a rate, not asserted: an 8 MiB
     # C run can end between two ticks of the counter on a busy machine).
     assert all(during_c[c]["median"] >= 0 for c in ("f2f native", "f2s native", "s2s native"))
-    scaling = _bench_json(tmp_path, "scaling", "--size", "2M", "--reps", "1", "--c-ref", c_ref)
+    scaling = bench_json(tmp_path, "scaling", "--size", "2M", "--reps", "1", "--c-ref", c_ref)
     rows = {(t["shape"], t["workers"]): t for t in scaling["threads"]}
     assert set(rows) == {(s, w) for s in ("f2s", "f2f") for w in ("threads", "C")}
     assert all(t["gbps_8"] > 0 for t in rows.values())
@@ -205,7 +199,7 @@ def test_plot_without_matplotlib_is_a_clear_error(
 def test_plot(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     png = tmp_path / "chart.png"
-    _bench_json(tmp_path, "--size", "1M", "--reps", "1", "--shapes", "f2p",
+    bench_json(tmp_path, "--size", "1M", "--reps", "1", "--shapes", "f2p",
                 "--plot", str(png))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -3,21 +3,12 @@ through the command line: the report's shape, the machine it names, nothing wron
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from zerocopy._cli import main
-
-
-def _bench_json(tmp: Path, *args: str) -> dict[str, Any]:
-    out = tmp / "report.json"
-    status = main(["bench", *args, "--json", str(out), "--no-progress", "--dir", str(tmp)])
-    report: dict[str, Any] = json.loads(out.read_text())
-    assert status == 0, report
-    return report
+from ..support import bench_json
 
 
 @pytest.mark.parametrize("mode,args", [
@@ -26,7 +17,7 @@ def _bench_json(tmp: Path, *args: str) -> dict[str, Any]:
     ("signals", ["--size", "16M", "--reps", "1"]),
 ])
 def test_hardening_modes(tmp_path: Path, mode: str, args: list[str]) -> None:
-    report = _bench_json(tmp_path, mode, *args)
+    report = bench_json(tmp_path, mode, *args)
     assert report["mode"] == mode and report["errors"] == []
     assert report["machine"]["cpu_model"]  # figures say where they come from
     if mode == "soak":

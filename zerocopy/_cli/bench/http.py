@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .kit import BenchError, Progress, format_size
+from .kit import BenchError, Progress, cpu_model, format_size
 
 __all__ = ["measure", "table"]
 
@@ -63,17 +63,6 @@ http {{
   server {{ listen 127.0.0.1:{port}; root {root}; }}
 }}
 """
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -215,7 +204,7 @@ def measure(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     for (name, size), got in sorted(runs.items()):
         cell = {key: statistics.median(r[key] for r in got) for key in got[0]}
         results.append({"server": name, "size": size, "runs": len(got), **cell})
-    return {"mode": "http", "cpu": _cpu_model(), "seconds": seconds, "reps": reps,
+    return {"mode": "http", "cpu": cpu_model(), "seconds": seconds, "reps": reps,
             "wrk": f"-t1 -c{_CONNECTIONS}", "wrk_big": f"-t1 -c{_BIG_CONNECTIONS}",
             "skipped": skipped, "results": results}
 

@@ -70,6 +70,18 @@ def format_size(n: int) -> str:
     return f"{n} B"
 
 
+def cpu_model() -> str:
+    """The CPU model (/proc/cpuinfo): figures move with it, so each report names it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
 def cpu_seconds() -> float:
     """User+sys CPU of this whole process so far."""
     use = resource.getrusage(resource.RUSAGE_SELF)

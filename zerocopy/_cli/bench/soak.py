@@ -36,10 +36,10 @@ from typing import Any
 
 import zerocopy
 
-from .kit import Progress, summarize
+from .kit import Progress, cpu_model, summarize
 from .report import machine
 
-__all__ = ["SoakReport", "Window", "cpu_model", "run_soak", "signal_window", "signals",
+__all__ = ["SoakReport", "Window", "run_soak", "signal_window", "signals",
            "signals_table", "soak", "soak_table", "storm", "storm_table"]
 
 _SHAPES = ("file->file", "file->socket", "socket->file", "file->pipe")
@@ -49,18 +49,6 @@ _FAILURES = {
     "reset peer": {errno.EPIPE, errno.ECONNRESET},
     "timeout": {errno.ETIMEDOUT},
 }
-
-
-def cpu_model() -> str:
-    """The CPU model (/proc/cpuinfo), so figures say where they come from."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def _machine() -> dict[str, Any]:
