@@ -4,7 +4,6 @@ through the command line: the report's shape, the machine it names, nothing wron
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
