@@ -306,6 +306,30 @@ def test_without_a_dup_the_body_is_copied_in_order(
         assert sock.recv(65536) == b""
 
 
+def test_a_file_sendfile_cannot_read_is_copied(
+        tree: Path, factory: Callable[[], asyncio.AbstractEventLoop],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # some FUSE and network file systems have no splice_read: sendfile says EINVAL
+    # before a byte; the body (whole, and a range of it) goes by pread instead
+    calls: list[int] = []
+
+    def cannot(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
+        calls.append(count)
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+
+    monkeypatch.setattr(os, "sendfile", cannot)
+    huge = BIG * 8
+    (tree / "nosendfile.bin").write_bytes(huge)
+    with running(tree, factory=factory) as srv, connect(srv.port) as sock:
+        sock.sendall(b"GET /nosendfile.bin HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /nosendfile.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=100000-\r\n"
+                     b"Connection: close\r\n\r\n")
+        assert read_response(sock)[::2] == (200, huge)
+        assert read_response(sock)[::2] == (206, huge[100000:])
+        assert sock.recv(65536) == b""
+    assert len(calls) == 2  # one refusal per body, then the copy
+
+
 def test_an_endless_header_in_many_chunks_is_431(tree: Path) -> None:
     with running(tree) as srv, connect(srv.port) as sock:
         sock.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nX-Endless: ")

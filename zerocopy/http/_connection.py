@@ -115,6 +115,11 @@ class _Outgoing:
         self.began = began
 
 
+# sendfile(2)'s "this file cannot be sent this way" (EINVAL: no splice_read for the
+# file system; the engine's fallback rule in zerocopy._engine.driver is the same)
+_SENDFILE_CANNOT = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP})
+
+
 def _plain(status: int, text: str | None = None) -> _Response:
     body = (text or f"{status} {REASONS[status]}\n").encode()
     return _Response(status, [("Content-Type", "text/plain; charset=utf-8")], body,
@@ -466,7 +471,12 @@ class Connection(asyncio.Protocol):
                     continue
                 self._watch()
                 return False
-            except OSError:
+            except OSError as exc:
+                if exc.errno in _SENDFILE_CANNOT and out.offset == span.start:
+                    # a filesystem whose files sendfile cannot read (some FUSE and
+                    # network file systems): nothing left yet, so the copy takes over
+                    self.copying = True
+                    continue
                 self._abort()  # EPIPE, ECONNRESET: the client left
                 return False
             if n == 0:
