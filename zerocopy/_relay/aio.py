@@ -1,102 +1,105 @@
-"""``await arelay(a, b)``: the two-way pump on the event loop, no thread at all.
+"""``await arelay(a, b)``: the core's two-way pump on the running event loop, with no
+thread at all.
 
-Each socket gets at most one reader and one writer callback (``loop.add_reader`` /
-``add_writer``); the callbacks run the same :class:`~zerocopy._relay.pump.Direction`
-state machines as the blocking loop, with non-blocking splice or recv/send.
+The pump runs in its nowait form: it moves bytes with non-blocking splice (or
+recv/send) until both directions would block, and says which socket waits for what;
+the loop's ``add_reader``/``add_writer`` wake it when that changes.  The watches are
+kept while the wants stay the same, so a busy transfer costs no epoll_ctl per wake.
 """
 
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 
-from .pump import Pump, RelayResult, _SideFailed
+from .pump import (PUMP_BLOCKED, PUMP_IDLE, PUMP_YIELD, RelayResult, Session, _core_pump,
+                   check_arguments)
 
 __all__ = ["arelay"]
+
+
+class _Watches:
+    """The reader/writer watches on the two sockets, and the future they wake."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fds: tuple[int, int]) -> None:
+        self.loop = loop
+        self.fds = fds
+        self.current = (0, 0)
+        self.waiter: asyncio.Future[None] | None = None
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def set(self, wants: tuple[int, int]) -> None:
+        for fd, old, new in zip(self.fds, self.current, wants):
+            if old == new:
+                continue
+            if (old ^ new) & select.POLLIN:
+                if new & select.POLLIN:
+                    self.loop.add_reader(fd, self._wake)
+                else:
+                    self.loop.remove_reader(fd)
+            if (old ^ new) & select.POLLOUT:
+                if new & select.POLLOUT:
+                    self.loop.add_writer(fd, self._wake)
+                else:
+                    self.loop.remove_writer(fd)
+        self.current = wants
+
+    def clear(self) -> None:
+        self.set((0, 0))
+
+    async def wait(self, timeout: float | None) -> None:
+        """Wait for a watch to fire, or *timeout* seconds."""
+        self.waiter = self.loop.create_future()
+        handle = None if timeout is None else self.loop.call_later(timeout, self._wake)
+        try:
+            await self.waiter
+        finally:
+            self.waiter = None
+            if handle is not None:
+                handle.cancel()
 
 
 async def arelay(a: socket.socket, b: socket.socket, *, idle_timeout: float | None = None,
                  method: str = "auto") -> RelayResult:
     """Async form of :func:`zerocopy.relay`, with the same rules and result.
 
-    Cancellation leaves both sockets open (the caller closes them) and returns the
-    pipes to the pool.
+    Cancellation leaves both sockets open (the caller closes them), returns the pipes
+    to the pool and sets ``relay_result`` on the CancelledError.
 
     .. versionadded:: 0.2.0
     """
+    check_arguments(a, b, idle_timeout, method)
+    pump_class = _core_pump()
+    if pump_class is None:
+        from .portable_aio import arelay as portable_arelay
+        return await portable_arelay(a, b, idle_timeout=idle_timeout, method=method)
     loop = asyncio.get_running_loop()
-    pump = Pump(a, b, method)
-    wake = asyncio.Event()
-    state: dict[str, object] = {"failed": None, "progress": True}
-    registered: dict[tuple[int, str], bool] = {}
-
-    def on_event(kind: str, fd: int) -> None:
-        try:
-            for direction in (pump.ab, pump.ba):
-                if kind == "r" and direction.src.fileno() == fd and direction.wants_read():
-                    state["progress"] = direction.on_readable() or state["progress"]
-                if kind == "w" and direction.dst.fileno() == fd and direction.wants_write():
-                    state["progress"] = direction.on_writable() or state["progress"]
-        except _SideFailed as failed:
-            state["failed"] = failed
-        update()
-        wake.set()
-
-    def update() -> None:
-        want: dict[tuple[int, str], bool] = {}
-        if state["failed"] is None:
-            for direction in (pump.ab, pump.ba):
-                if direction.wants_read():
-                    want[(direction.src.fileno(), "r")] = True
-                if direction.wants_write():
-                    want[(direction.dst.fileno(), "w")] = True
-        for key in list(registered):
-            if key not in want:
-                _remove(key)
-        for key in want:
-            if key not in registered:
-                fd, kind = key
-                if kind == "r":
-                    loop.add_reader(fd, on_event, "r", fd)
-                else:
-                    loop.add_writer(fd, on_event, "w", fd)
-                registered[key] = True
-
-    def _remove(key: tuple[int, str]) -> None:
-        fd, kind = key
-        if kind == "r":
-            loop.remove_reader(fd)
-        else:
-            loop.remove_writer(fd)
-        del registered[key]
-
-    fds = (a.fileno(), b.fileno())
+    session = Session(pump_class, a, b, idle_timeout, method)
+    watches = _Watches(loop, (a.fileno(), b.fileno()))
+    pump = session.pump
     try:
-        update()
-        while not pump.finished() and state["failed"] is None:
-            wake.clear()
-            state["progress"] = False
-            try:
-                await asyncio.wait_for(wake.wait(), idle_timeout)
-            except TimeoutError:
-                return _idle(pump, registered, _remove)
-            if idle_timeout is not None and not state["progress"]:
+        while True:
+            code = pump.run(True)
+            if code == PUMP_YIELD:
+                await asyncio.sleep(0)  # still moving: the loop's other callbacks first
                 continue
-    except BaseException:
-        for key in list(registered):
-            _remove(key)
-        pump._restore()
+            if code != PUMP_BLOCKED:
+                break
+            # The pump's own clock decides idleness: a wake with nothing to move (a
+            # spurious one, say) must not restart it.
+            if idle_timeout is not None and pump.idle_for >= idle_timeout:
+                code = PUMP_IDLE
+                break
+            watches.set(pump.wants)
+            await watches.wait(None if idle_timeout is None
+                               else idle_timeout - pump.idle_for)
+    except BaseException as exc:
+        watches.clear()
+        session.interrupted(exc)
         raise
-    for key in list(registered):
-        _remove(key)
-    failed = state["failed"]
-    if isinstance(failed, _SideFailed):
-        raise pump.failure(failed) from failed.exc
-    del fds
-    return pump.result("eof")
-
-
-def _idle(pump: Pump, registered: dict[tuple[int, str], bool], remove: object) -> RelayResult:
-    for key in list(registered):
-        remove(key)  # type: ignore[operator]
-    return pump.result("idle")
+    watches.clear()
+    return session.finish(code)
