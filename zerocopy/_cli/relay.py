@@ -1,5 +1,6 @@
 """``zerocopy relay LISTEN TARGET [TARGET ...]``: a TCP (or Unix) relay on one event
-loop, every connection pumped by ``arelay`` (splice through pooled pipes).
+loop, every connection pumped by ``arelay``: the core's pump in nowait steps, splice
+through pooled pipes (at most ``--max-pipes``) or a recv/send copy (``--method``).
 
 Targets are tried in round-robin, each with a connect timeout, the next one on
 failure; when all fail the client is reset (an abort, never a clean EOF).  At
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import ipaddress
 import itertools
 import os
 import signal
@@ -20,9 +22,11 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Awaitable, Callable
 
 from .. import RelayError
 from .._relay.aio import arelay
+from .._relay.pump import AUTO_METHOD, pipe_budget
 from .._relay.proxy_protocol import ProxyProtocolError, encode_v1, encode_v2, header_length, parse
 from .common import CommandError, parse_endpoint
 
@@ -52,8 +56,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="send a PROXY protocol header to the target")
     parser.add_argument("--accept-proxy", action="store_true",
                         help="read a PROXY protocol header (v1 or v2) from each client")
-    parser.add_argument("--method", choices=("auto", "splice", "readwrite"), default="auto",
-                        help="how bytes move (default auto: splice, read/write if refused)")
+    parser.add_argument("--method", choices=("auto", "splice", "copy", "readwrite"),
+                        default="auto",
+                        help="how bytes move: splice through pooled pipes, or copy with "
+                             "recv/send through a 1 MiB buffer (readwrite: the same); "
+                             f"default auto, which is {AUTO_METHOD} (docs/relay.md)")
+    parser.add_argument("--max-pipes", type=int, default=pipe_budget.limit, metavar="N",
+                        help="splice pipes in use at once, two per connection; past "
+                             f"that a connection copies (default {pipe_budget.limit})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
     targets = [parse_endpoint(t) for t in args.targets]
     if args.max_connections < 1:
         raise CommandError("--max-connections must be >= 1")
+    if args.max_pipes < 0:
+        raise CommandError("--max-pipes must be >= 0")
+    pipe_budget.limit = args.max_pipes
     try:
         server = _listen(listen)
     except OSError as exc:
@@ -92,21 +105,85 @@ def _listen(listen: Endpoint) -> socket.socket:
     return sock
 
 
+class _Listener:
+    """Accepts on the listening socket from a loop reader, up to the connection limit
+    (the kernel's backlog holds the rest), and starts one task per connection.
+
+    A reader callback accepting until EAGAIN costs one wake per burst of clients,
+    where ``loop.sock_accept`` costs a future and a reader add/remove per client."""
+
+    def __init__(self, server: socket.socket, limit: int,
+                 start: Callable[[socket.socket, object], Awaitable[None]]) -> None:
+        self.server, self.limit, self.start = server, limit, start
+        self.loop = asyncio.get_running_loop()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.watching = False
+        self.stopped = False
+        self.resume: asyncio.TimerHandle | None = None
+
+    def watch(self) -> None:
+        if not self.watching and not self.stopped and len(self.tasks) < self.limit:
+            self.loop.add_reader(self.server.fileno(), self._ready)
+            self.watching = True
+
+    def unwatch(self) -> None:
+        if self.watching:
+            self.loop.remove_reader(self.server.fileno())
+            self.watching = False
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.unwatch()
+        if self.resume is not None:
+            self.resume.cancel()
+
+    def _ready(self) -> None:
+        while len(self.tasks) < self.limit:
+            try:
+                client, peer = self.server.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue  # the client gave up while queued
+            except OSError as exc:
+                if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    raise
+                # Out of fds: accepting again at once would spin on a listener that
+                # stays readable; pause instead of dying.
+                print(f"zerocopy relay: accept: {exc.strerror}; pausing 0.1 s",
+                      file=sys.stderr, flush=True)
+                self.unwatch()
+                self.resume = self.loop.call_later(0.1, self.watch)
+                return
+            task = self.loop.create_task(self.start(client, peer))
+            self.tasks.add(task)
+            task.add_done_callback(self._finished)
+        self.unwatch()  # at the limit: stop accepting until one ends
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self.watch()
+
+
 async def _serve(server: socket.socket, targets: list[Endpoint],
                  args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    slots = asyncio.Semaphore(args.max_connections)
-    tasks: set[asyncio.Task[None]] = set()
     order = itertools.cycle(range(len(targets)))
-    accepting = asyncio.create_task(_accept_loop(server, targets, order, slots, tasks, args))
+    resolved = [_numeric(t) for t in targets]
+
+    def start(client: socket.socket, peer: object) -> Awaitable[None]:
+        return _connection(client, peer, targets, resolved, next(order), args)
+
+    listener = _Listener(server, args.max_connections, start)
+    listener.watch()
     await stop.wait()
-    accepting.cancel()
+    listener.stop()
     server.close()
-    if tasks:
-        _done, pending = await asyncio.wait(tasks, timeout=args.grace)
+    if listener.tasks:
+        _done, pending = await asyncio.wait(set(listener.tasks), timeout=args.grace)
         for task in pending:
             task.cancel()
         if pending:
@@ -114,50 +191,68 @@ async def _serve(server: socket.socket, targets: list[Endpoint],
     return 0
 
 
-async def _accept_loop(server: socket.socket, targets: list[Endpoint],
-                       order: itertools.cycle[int], slots: asyncio.Semaphore,
-                       tasks: set[asyncio.Task[None]], args: argparse.Namespace) -> None:
-    loop = asyncio.get_running_loop()
-    while True:
-        await slots.acquire()  # at the limit: stop accepting (backlog holds the rest)
-        try:
-            client, peer = await loop.sock_accept(server)
-        except OSError as exc:
-            slots.release()
-            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                print(f"zerocopy relay: accept: {exc.strerror}; pausing 0.1 s",
-                      file=sys.stderr, flush=True)
-                await asyncio.sleep(0.1)  # EMFILE never kills the relay
-            continue
-        first = next(order)
-        task = asyncio.create_task(_connection(client, peer, targets, first, args))
-        tasks.add(task)
-        task.add_done_callback(lambda t: _finished(t, tasks, slots))
-
-
-def _finished(task: asyncio.Task[None], tasks: set[asyncio.Task[None]],
-              slots: asyncio.Semaphore) -> None:
-    tasks.discard(task)
-    slots.release()
-
-
-async def _connect(target: Endpoint, timeout: float) -> socket.socket:
-    loop = asyncio.get_running_loop()
+def _numeric(target: Endpoint) -> tuple[int, object] | None:
+    """(family, address) for a unix path or a numeric IP; None for a name, which is
+    looked up for every connection (so a changed DNS answer is followed)."""
     if target[0] == "unix":
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        address: tuple[object, ...] | str = str(target[1])
-    else:
-        infos = await loop.getaddrinfo(str(target[0]), int(target[1]),
-                                       type=socket.SOCK_STREAM)
-        family, _, _, _, address = infos[0]
-        sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setblocking(False)
+        return socket.AF_UNIX, str(target[1])
     try:
-        await asyncio.wait_for(loop.sock_connect(sock, address), timeout)
+        ip = ipaddress.ip_address(str(target[0]))
+    except ValueError:
+        return None
+    return (socket.AF_INET6 if ip.version == 6 else socket.AF_INET), (str(ip), int(target[1]))
+
+
+async def _connect(target: Endpoint, resolved: tuple[int, object] | None,
+                   timeout: float) -> socket.socket:
+    loop = asyncio.get_running_loop()
+    if resolved is None:
+        async with asyncio.timeout(timeout):
+            infos = await loop.getaddrinfo(str(target[0]), int(target[1]),
+                                           type=socket.SOCK_STREAM)
+        family, _, _, _, address = infos[0]
+        resolved = family, address
+    family, address = resolved
+    sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+    try:
+        if family != socket.AF_UNIX:
+            # Small writes (a request, an echo) go out at once, as haproxy's do.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        await _connected(loop, sock, address, timeout)
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+async def _connected(loop: asyncio.AbstractEventLoop, sock: socket.socket, address: object,
+                     timeout: float) -> None:
+    """Connect the non-blocking *sock*: one writer watch and one timer, where
+    ``asyncio.timeout`` around ``loop.sock_connect`` costs a future, a done callback
+    and a timeout object more per connection (profiled: issue 10's conn/s)."""
+    err = sock.connect_ex(address)  # type: ignore[arg-type]
+    if err in (errno.EINPROGRESS, errno.EAGAIN):
+        ready = loop.create_future()
+        fd = sock.fileno()
+        loop.add_writer(fd, _settle, ready, None)
+        timer = loop.call_later(timeout, _settle, ready,
+                             TimeoutError(f"connect timed out after {timeout:g} s"))
+        try:
+            await ready
+        finally:
+            loop.remove_writer(fd)
+            timer.cancel()
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if err:
+        raise OSError(err, os.strerror(err))
+
+
+def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:
+    if not future.done():
+        if exc is None:
+            future.set_result(None)
+        else:
+            future.set_exception(exc)
 
 
 def _name(target: Endpoint) -> str:
@@ -172,15 +267,17 @@ async def _read_proxy_header(client: socket.socket) -> tuple[bytes, object]:
         length = header_length(data)
         if length is not None and len(data) >= length:
             return data[length:], parse(data[:length])
-        chunk = await asyncio.wait_for(loop.sock_recv(client, 4096 if length is None
-                                                      else length - len(data)), 10)
+        async with asyncio.timeout(10):
+            chunk = await loop.sock_recv(client, 4096 if length is None
+                                         else length - len(data))
         if not chunk:
             raise ProxyProtocolError("EOF before the PROXY header ended")
         data += chunk if length is None else chunk
 
 
 async def _connection(client: socket.socket, peer: object, targets: list[Endpoint],
-                      first: int, args: argparse.Namespace) -> None:
+                      resolved: list[tuple[int, object] | None], first: int,
+                      args: argparse.Namespace) -> None:
     started = time.monotonic()
     loop = asyncio.get_running_loop()
     peer_text = _show(peer[:2]) if isinstance(peer, tuple) else "unix"
@@ -194,10 +291,13 @@ async def _connection(client: socket.socket, peer: object, targets: list[Endpoin
             source = getattr(header, "source", None) or source
             if source:
                 peer_text = _show(source[:2])
+        if client.family != socket.AF_UNIX:
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for i in range(len(targets)):
-            target = targets[(first + i) % len(targets)]
+            at = (first + i) % len(targets)
+            target = targets[at]
             try:
-                upstream = await _connect(target, args.connect_timeout)
+                upstream = await _connect(target, resolved[at], args.connect_timeout)
                 target_text = _name(target)
                 break
             except (OSError, TimeoutError) as exc:
@@ -232,8 +332,9 @@ async def _connection(client: socket.socket, peer: object, targets: list[Endpoin
         for sock in (client, upstream):
             if sock is not None:
                 sock.close()
-        print(f"{peer_text} -> {target_text} up={ab} down={ba} "
-              f"{time.monotonic() - started:.3f}s {ended}", file=sys.stderr, flush=True)
+        # One write per line (print writes the end of line apart).
+        sys.stderr.write(f"{peer_text} -> {target_text} up={ab} down={ba} "
+                         f"{time.monotonic() - started:.3f}s {ended}\n")
 
 
 def _abort(sock: socket.socket) -> None:

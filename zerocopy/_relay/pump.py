@@ -197,8 +197,9 @@ class Session:
         try:
             if chosen == "splice":
                 self.pipes = [pipe_budget.lease(), pipe_budget.lease()]
-            a.setblocking(False)
-            b.setblocking(False)
+            for sock, timeout in zip((a, b), self.timeouts):
+                if timeout != 0.0:  # an event loop's sockets are non-blocking already
+                    sock.setblocking(False)
             ab, ba = self.pipes
             self.pump = pump_class(
                 a.fileno(), b.fileno(),
@@ -268,7 +269,7 @@ class Session:
 
     def _restore(self) -> None:
         for sock, timeout in zip((self.a, self.b), self.timeouts):
-            if sock.fileno() >= 0:
+            if timeout != 0.0 and sock.fileno() >= 0:
                 sock.settimeout(timeout)
 
 
