@@ -46,6 +46,11 @@ cdef enum:
     # its turn, so one fast direction cannot starve the other.
     FLOW_TURN = 4
 
+    # What RelayPump._step returns for one flow (or -1: a call failed).
+    STEP_IDLE = 0       # waits (want_src / want_dst say on what), nothing moved
+    STEP_MOVED = 1      # moved, and now waits or is done
+    STEP_MORE = 2       # moved a turn's worth and has more: step it again
+
     # RelayPump.failure's call names.
     RCALL_READ = 0
     RCALL_WRITE = 1
@@ -53,6 +58,10 @@ cdef enum:
     RCALL_SHUTDOWN = 3
 
 _RELAY_CALLS = ("read", "write", "poll", "shutdown")
+
+# A read of fewer bytes than this marks its socket drained (see _step); a bulk
+# transfer's reads are longer, so they go on reading without waiting in between.
+cdef long long SHORT_READ = 16384
 
 # Seconds a nowait run may keep moving bytes before it hands the event loop back.
 cdef double NOWAIT_SLICE = 0.002
@@ -70,6 +79,7 @@ cdef struct Flow:
     long long moved        # delivered to dst
     bint eof               # src said end of file
     bint done              # eof, nothing pending, dst shut down for writing
+    bint drained           # the last read was short: src is most likely empty now
     short want_src         # POLLIN when waiting to read, else 0
     short want_dst         # POLLOUT when waiting to write, else 0
 
@@ -132,6 +142,7 @@ cdef class RelayPump:
             self.flows[i].moved = 0
             self.flows[i].eof = False
             self.flows[i].done = False
+            self.flows[i].drained = False
             self.flows[i].want_src = 0
             self.flows[i].want_dst = 0
         self.flows[0].pipe_r, self.flows[0].pipe_w = ab_pipe_r, ab_pipe_w
@@ -238,8 +249,9 @@ cdef class RelayPump:
         return PUMP_FAILED
 
     cdef int _step(self, int i) noexcept nogil:
-        """Move flow *i* until it waits or had its turn: 1 if it moved (or finished),
-        0 if not, PUMP_FAILED-style -1 when a call failed."""
+        """Move flow *i* until it waits or had its turn: STEP_MORE when its turn ran out
+        with more to move, STEP_MOVED when it moved and now waits (or finished),
+        STEP_IDLE when it waits without having moved, -1 when a call failed."""
         cdef Flow *f = &self.flows[i]
         cdef ssize_t n
         cdef int turns = 0
@@ -247,7 +259,7 @@ cdef class RelayPump:
         f.want_src = 0
         f.want_dst = 0
         if f.done:
-            return 0
+            return STEP_IDLE
         while True:
             if f.pending > 0:
                 n = _flow_write(f)
@@ -256,7 +268,7 @@ cdef class RelayPump:
                         continue
                     if errno == EAGAIN:
                         f.want_dst = POLLOUT
-                        return moved
+                        return STEP_MOVED if moved else STEP_IDLE
                     self._fail(1 - i, errno, RCALL_WRITE)
                     return -1
                 f.pending -= n
@@ -267,7 +279,15 @@ cdef class RelayPump:
                     continue
                 turns += 1
                 if turns >= FLOW_TURN:
-                    return 1
+                    return STEP_MORE
+            if f.drained and not f.eof:
+                # A short read emptied the socket a moment ago: wait for readiness
+                # instead of a read that would say EAGAIN (haproxy's raw_sock.c stops
+                # reading a stream socket on a short read the same way).  Poll and
+                # epoll are level-triggered, so bytes that came meanwhile still wake.
+                f.drained = False
+                f.want_src = POLLIN
+                return STEP_MOVED if moved else STEP_IDLE
             if f.eof:
                 # Half-close: the source's end of file becomes the destination's, and
                 # the other direction goes on (moby/libnetwork#1598, inetaf/tcpproxy#21
@@ -277,14 +297,14 @@ cdef class RelayPump:
                     self._fail(1 - i, errno, RCALL_SHUTDOWN)
                     return -1
                 f.done = True
-                return 1
+                return STEP_MOVED
             n = _flow_read(f)
             if n < 0:
                 if errno == EINTR:
                     continue
                 if errno == EAGAIN:
                     f.want_src = POLLIN
-                    return moved
+                    return STEP_MOVED if moved else STEP_IDLE
                 if (f.pipe_w >= 0 and f.moved == 0 and f.pending == 0
                         and (errno == EINVAL or errno == ENOSYS or errno == EOPNOTSUPP)):
                     # This socket type refuses splice before a byte moved: copy instead
@@ -300,6 +320,7 @@ cdef class RelayPump:
             else:
                 f.pending = n
                 f.buf_off = 0
+                f.drained = n < SHORT_READ
             moved = True
 
     cdef int _check_error(self, int side) noexcept nogil:
@@ -319,17 +340,21 @@ cdef class RelayPump:
         cdef double slice_end = python_at - PYTHON_EVERY + NOWAIT_SLICE
         while True:
             moved = False
+            more = False
             for i in range(2):
                 r = self._step(i)
                 if r < 0:
                     return PUMP_FAILED
-                if r:
+                if r != STEP_IDLE:
                     moved = True
+                if r == STEP_MORE:
+                    more = True
             if self.flows[0].done and self.flows[1].done:
                 return PUMP_DONE
             now = _now()
             if moved:
                 self.last_active = now
+            if more:
                 if nowait and now >= slice_end:
                     # An event loop runs other connections too: one whose source never
                     # runs dry must not keep it (issue 10: -P 8 through one loop).
@@ -337,8 +362,11 @@ cdef class RelayPump:
                 if now >= python_at:
                     return PUMP_SIGNALS
                 continue
+            # Both flows wait: on what, their want_src / want_dst say.
             if nowait:
                 return PUMP_BLOCKED
+            if now >= python_at:
+                return PUMP_SIGNALS
             wait_ms = <int>(PYTHON_EVERY * 1000)
             if self.idle_timeout >= 0:
                 left = self.last_active + self.idle_timeout - now

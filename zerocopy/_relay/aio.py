@@ -2,9 +2,13 @@
 thread at all.
 
 The pump runs in its nowait form: it moves bytes with non-blocking splice (or
-recv/send) until both directions would block, and says which socket waits for what;
-the loop's ``add_reader``/``add_writer`` wake it when that changes.  The watches are
-kept while the wants stay the same, so a busy transfer costs no epoll_ctl per wake.
+recv/send) until both directions would block, and says which socket waits for what.
+The loop's ``add_reader``/``add_writer`` callbacks run the next step directly: no
+future and no task wake-up per event, only one future for the whole relay (profiled
+for issue 10's connections per second: the per-wake futures were most of arelay's
+own cost).  The watches are kept while the wants stay the same, so a busy transfer
+costs no epoll_ctl per wake; a pump that keeps moving yields every 2 ms (the next
+step is scheduled with ``call_soon``) so the loop's other connections run too.
 """
 
 from __future__ import annotations
@@ -19,48 +23,102 @@ from .pump import (PUMP_BLOCKED, PUMP_IDLE, PUMP_YIELD, RelayResult, Session, _c
 __all__ = ["arelay"]
 
 
-class _Watches:
-    """The reader/writer watches on the two sockets, and the future they wake."""
+class _Driver:
+    """Runs one session's pump from loop callbacks until it ends, then settles
+    ``done`` with the result or the error."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, fds: tuple[int, int]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, session: Session,
+                 idle_timeout: float | None) -> None:
         self.loop = loop
-        self.fds = fds
+        self.session = session
+        self.pump = session.pump
+        self.fds = (session.a.fileno(), session.b.fileno())
         self.current = (0, 0)
-        self.waiter: asyncio.Future[None] | None = None
+        self.idle_timeout = idle_timeout
+        self.idle_timer: asyncio.TimerHandle | None = None
+        self.soon: asyncio.Handle | None = None
+        self.done: asyncio.Future[RelayResult] = loop.create_future()
+        self.ended = False
+        if idle_timeout is not None:
+            self.idle_timer = loop.call_later(idle_timeout, self._idle_check)
 
-    def _wake(self) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
+    def step(self) -> None:
+        """Move what can be moved now; the watches say when to come back."""
+        self.soon = None
+        try:
+            code = self.pump.run(True)
+        except BaseException as exc:  # a signal handler's, run by the pump
+            self._end_with(exc)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            return
+        if code == PUMP_YIELD:
+            self.soon = self.loop.call_soon(self.step)
+        elif code == PUMP_BLOCKED:
+            self._watch(self.pump.wants)
+        else:
+            self._finish(code)
 
-    def set(self, wants: tuple[int, int]) -> None:
+    def _idle_check(self) -> None:
+        # The pump's own clock decides idleness: a wake with nothing to move (a
+        # spurious one, say) must not restart it.
+        assert self.idle_timeout is not None
+        left = self.idle_timeout - self.pump.idle_for
+        if left > 0:
+            self.idle_timer = self.loop.call_later(left, self._idle_check)
+        else:
+            self.idle_timer = None
+            self._finish(PUMP_IDLE)
+
+    def _finish(self, code: int) -> None:
+        self._unhook()
+        try:
+            result = self.session.finish(code)
+        except BaseException as exc:  # the RelayError
+            if not self.done.done():
+                self.done.set_exception(exc)
+            return
+        if not self.done.done():
+            self.done.set_result(result)
+
+    def _end_with(self, exc: BaseException) -> None:
+        self._unhook()
+        self.session.interrupted(exc)
+        if not self.done.done():
+            self.done.set_exception(exc)
+
+    def cancel(self, exc: BaseException) -> None:
+        """The awaiting task was cancelled (which cancelled ``done``): stop, and tell
+        *exc* what moved."""
+        if not self.ended:
+            self._unhook()
+            self.session.interrupted(exc)
+
+    def _unhook(self) -> None:
+        self.ended = True
+        self._watch((0, 0))
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
+        if self.soon is not None:
+            self.soon.cancel()
+            self.soon = None
+
+    def _watch(self, wants: tuple[int, int]) -> None:
         for fd, old, new in zip(self.fds, self.current, wants):
             if old == new:
                 continue
             if (old ^ new) & select.POLLIN:
                 if new & select.POLLIN:
-                    self.loop.add_reader(fd, self._wake)
+                    self.loop.add_reader(fd, self.step)
                 else:
                     self.loop.remove_reader(fd)
             if (old ^ new) & select.POLLOUT:
                 if new & select.POLLOUT:
-                    self.loop.add_writer(fd, self._wake)
+                    self.loop.add_writer(fd, self.step)
                 else:
                     self.loop.remove_writer(fd)
         self.current = wants
-
-    def clear(self) -> None:
-        self.set((0, 0))
-
-    async def wait(self, timeout: float | None) -> None:
-        """Wait for a watch to fire, or *timeout* seconds."""
-        self.waiter = self.loop.create_future()
-        handle = None if timeout is None else self.loop.call_later(timeout, self._wake)
-        try:
-            await self.waiter
-        finally:
-            self.waiter = None
-            if handle is not None:
-                handle.cancel()
 
 
 async def arelay(a: socket.socket, b: socket.socket, *, idle_timeout: float | None = None,
@@ -77,29 +135,11 @@ async def arelay(a: socket.socket, b: socket.socket, *, idle_timeout: float | No
     if pump_class is None:
         from .portable_aio import arelay as portable_arelay
         return await portable_arelay(a, b, idle_timeout=idle_timeout, method=method)
-    loop = asyncio.get_running_loop()
     session = Session(pump_class, a, b, idle_timeout, method)
-    watches = _Watches(loop, (a.fileno(), b.fileno()))
-    pump = session.pump
+    driver = _Driver(asyncio.get_running_loop(), session, idle_timeout)
+    driver.step()
     try:
-        while True:
-            code = pump.run(True)
-            if code == PUMP_YIELD:
-                await asyncio.sleep(0)  # still moving: the loop's other callbacks first
-                continue
-            if code != PUMP_BLOCKED:
-                break
-            # The pump's own clock decides idleness: a wake with nothing to move (a
-            # spurious one, say) must not restart it.
-            if idle_timeout is not None and pump.idle_for >= idle_timeout:
-                code = PUMP_IDLE
-                break
-            watches.set(pump.wants)
-            await watches.wait(None if idle_timeout is None
-                               else idle_timeout - pump.idle_for)
-    except BaseException as exc:
-        watches.clear()
-        session.interrupted(exc)
+        return await driver.done
+    except asyncio.CancelledError as exc:
+        driver.cancel(exc)
         raise
-    watches.clear()
-    return session.finish(code)

@@ -160,12 +160,20 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=pipe_budget._after_fork_in_child)
 
 
-def _core_pump() -> Any:
+def _load_core_pump() -> Any:
     try:
         from .._core import RelayPump
-    except ImportError:
+    except ImportError:  # the core is built on Linux only
         return None
     return RelayPump
+
+
+_CORE_PUMP = _load_core_pump()
+
+
+def _core_pump() -> Any:
+    """The core's RelayPump class, or None without the compiled core."""
+    return _CORE_PUMP
 
 
 def check_arguments(a: socket.socket, b: socket.socket, idle_timeout: float | None,
