@@ -22,10 +22,13 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .. import RelayError
 from .._relay.aio import arelay
+from .._relay.aio import start as relay_start
+from .._relay.pump import RelayResult
 from .._relay.pump import AUTO_METHOD, pipe_budget
 from .._relay.proxy_protocol import ProxyProtocolError, encode_v1, encode_v2, header_length, parse
 from .common import CommandError, parse_endpoint
@@ -107,16 +110,17 @@ def _listen(listen: Endpoint) -> socket.socket:
 
 class _Listener:
     """Accepts on the listening socket from a loop reader, up to the connection limit
-    (the kernel's backlog holds the rest), and starts one task per connection.
+    (the kernel's backlog holds the rest), and starts each connection: at once when
+    it can be (see ``_start_at_once``), else as a task.
 
     A reader callback accepting until EAGAIN costs one wake per burst of clients,
     where ``loop.sock_accept`` costs a future and a reader add/remove per client."""
 
     def __init__(self, server: socket.socket, limit: int,
-                 start: Callable[[socket.socket, object], Awaitable[None]]) -> None:
+                 start: Callable[[socket.socket, object], asyncio.Future[Any]]) -> None:
         self.server, self.limit, self.start = server, limit, start
         self.loop = asyncio.get_running_loop()
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tasks: set[asyncio.Future[Any]] = set()
         self.watching = False
         self.stopped = False
         self.resume: asyncio.TimerHandle | None = None
@@ -155,12 +159,12 @@ class _Listener:
                 self.unwatch()
                 self.resume = self.loop.call_later(0.1, self.watch)
                 return
-            task = self.loop.create_task(self.start(client, peer))
+            task = self.start(client, peer)
             self.tasks.add(task)
             task.add_done_callback(self._finished)
         self.unwatch()  # at the limit: stop accepting until one ends
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
+    def _finished(self, task: asyncio.Future[Any]) -> None:
         self.tasks.discard(task)
         self.watch()
 
@@ -174,8 +178,12 @@ async def _serve(server: socket.socket, targets: list[Endpoint],
     order = itertools.cycle(range(len(targets)))
     resolved = [_numeric(t) for t in targets]
 
-    def start(client: socket.socket, peer: object) -> Awaitable[None]:
-        return _connection(client, peer, targets, resolved, next(order), args)
+    def start(client: socket.socket, peer: object) -> asyncio.Future[Any]:
+        first = next(order)
+        at_once = _start_at_once(loop, client, peer, targets, resolved, first, args)
+        if at_once is not None:
+            return at_once
+        return loop.create_task(_connection(client, peer, targets, resolved, first, args))
 
     listener = _Listener(server, args.max_connections, start)
     listener.watch()
@@ -189,6 +197,74 @@ async def _serve(server: socket.socket, targets: list[Endpoint],
         if pending:
             await asyncio.wait(pending, timeout=1)
     return 0
+
+
+def _start_at_once(loop: asyncio.AbstractEventLoop, client: socket.socket, peer: object,
+                   targets: list[Endpoint], resolved: list[tuple[int, object] | None],
+                   first: int, args: argparse.Namespace) -> asyncio.Future[Any] | None:
+    """The common case in the accept's own loop pass, without a task: no PROXY header,
+    a numeric target that is connected when connect returns (loopback).  Profiled
+    for issue 10: the task, its wake-ups and the connect wait were a third of the
+    relay's own time per connection.  None: use the task, which does everything else
+    (waits, names, the next target, the PROXY protocol)."""
+    target = resolved[first]
+    if args.accept_proxy or args.send_proxy or target is None:
+        return None
+    started = time.monotonic()
+    family, address = target
+    upstream = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+    try:
+        if family != socket.AF_UNIX:
+            upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        err = upstream.connect_ex(address)  # type: ignore[arg-type]
+        if err in (errno.EINPROGRESS, errno.EAGAIN) and _established(upstream):
+            err = 0
+        driver = None if err else relay_start(loop, client, upstream, args.idle_timeout,
+                                               args.method)
+    except OSError:
+        driver = None
+    if driver is None:
+        upstream.close()  # the task connects again, and says why it could not
+        return None
+    peer_text = _show(peer[:2]) if isinstance(peer, tuple) else "unix"
+    target_text = _name(targets[first])
+
+    def ended(done: asyncio.Future[RelayResult]) -> None:
+        if done.cancelled():
+            driver.cancel(asyncio.CancelledError())
+            ab, ba, how = driver.pump.moved[0], driver.pump.moved[1], "cut after the grace period"
+        elif (exc := done.exception()) is not None:
+            ab, ba, how = _failed(exc)
+        else:
+            result = done.result()
+            ab, ba, how = result.a_to_b, result.b_to_a, f"{result.ended} {_via(result)}"
+        client.close()
+        upstream.close()
+        _log(peer_text, target_text, ab, ba, started, how)
+
+    driver.done.add_done_callback(ended)
+    return driver.done
+
+
+def _failed(exc: BaseException) -> tuple[int, int, str]:
+    """Bytes each way and the log's ending for a relay that raised *exc*."""
+    if isinstance(exc, RelayError):
+        return exc.a_to_b, exc.b_to_a, f"{exc.ended} by {'client' if exc.side == 'a' else 'target'}"
+    return 0, 0, f"error: {getattr(exc, 'strerror', None) or exc}"
+
+
+def _via(result: RelayResult) -> str:
+    """How the bytes went each way: "splice", "copy", or "splice/copy" (up/down)."""
+    up, down = (("copy" if m == "readwrite" else m)
+                for m in (result.method_a_to_b, result.method_b_to_a))
+    return up if up == down else f"{up}/{down}"
+
+
+def _log(peer: str, target: str, ab: int, ba: int, started: float, how: str) -> None:
+    # One write per line (print writes the end of line apart).
+    sys.stderr.write(f"{peer} -> {target} up={ab} down={ba} "
+                     f"{time.monotonic() - started:.3f}s {how}\n")
 
 
 def _numeric(target: Endpoint) -> tuple[int, object] | None:
@@ -210,8 +286,7 @@ async def _connect(target: Endpoint, resolved: tuple[int, object] | None,
         async with asyncio.timeout(timeout):
             infos = await loop.getaddrinfo(str(target[0]), int(target[1]),
                                            type=socket.SOCK_STREAM)
-        family, _, _, _, address = infos[0]
-        resolved = family, address
+        resolved = int(infos[0][0]), infos[0][4]
     family, address = resolved
     sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
     try:
@@ -334,9 +409,10 @@ async def _connection(client: socket.socket, peer: object, targets: list[Endpoin
             await loop.sock_sendall(upstream, early)
         result = await arelay(client, upstream, idle_timeout=args.idle_timeout,
                               method=args.method)
-        ab, ba, ended = result.a_to_b + len(early), result.b_to_a, result.ended
+        ab, ba = result.a_to_b + len(early), result.b_to_a
+        ended = f"{result.ended} {_via(result)}"
     except RelayError as exc:
-        ab, ba, ended = exc.a_to_b, exc.b_to_a, f"{exc.ended} by {'client' if exc.side == 'a' else 'target'}"
+        ab, ba, ended = _failed(exc)
     except ProxyProtocolError as exc:
         ended = f"bad PROXY header: {exc}"
         _abort(client)
@@ -349,9 +425,7 @@ async def _connection(client: socket.socket, peer: object, targets: list[Endpoin
         for sock in (client, upstream):
             if sock is not None:
                 sock.close()
-        # One write per line (print writes the end of line apart).
-        sys.stderr.write(f"{peer_text} -> {target_text} up={ab} down={ba} "
-                         f"{time.monotonic() - started:.3f}s {ended}\n")
+        _log(peer_text, target_text, ab, ba, started, ended)
 
 
 def _abort(sock: socket.socket) -> None:

@@ -20,7 +20,7 @@ import socket
 from .pump import (PUMP_BLOCKED, PUMP_IDLE, PUMP_YIELD, RelayResult, Session, _core_pump,
                    check_arguments)
 
-__all__ = ["arelay"]
+__all__ = ["arelay", "start"]
 
 
 class _Driver:
@@ -121,6 +121,20 @@ class _Driver:
         self.current = wants
 
 
+def start(loop: asyncio.AbstractEventLoop, a: socket.socket, b: socket.socket,
+          idle_timeout: float | None = None, method: str = "auto") -> _Driver | None:
+    """Start relaying on *loop* at once (the first step runs now); ``driver.done``
+    settles with the result or the error.  None without the compiled core.  For a
+    server that would rather not create a task per connection (``zerocopy relay``)."""
+    check_arguments(a, b, idle_timeout, method)
+    pump_class = _core_pump()
+    if pump_class is None:
+        return None
+    driver = _Driver(loop, Session(pump_class, a, b, idle_timeout, method), idle_timeout)
+    driver.step()
+    return driver
+
+
 async def arelay(a: socket.socket, b: socket.socket, *, idle_timeout: float | None = None,
                  method: str = "auto") -> RelayResult:
     """Async form of :func:`zerocopy.relay`, with the same rules and result.
@@ -130,14 +144,10 @@ async def arelay(a: socket.socket, b: socket.socket, *, idle_timeout: float | No
 
     .. versionadded:: 0.2.0
     """
-    check_arguments(a, b, idle_timeout, method)
-    pump_class = _core_pump()
-    if pump_class is None:
+    driver = start(asyncio.get_running_loop(), a, b, idle_timeout, method)
+    if driver is None:
         from .portable_aio import arelay as portable_arelay
         return await portable_arelay(a, b, idle_timeout=idle_timeout, method=method)
-    session = Session(pump_class, a, b, idle_timeout, method)
-    driver = _Driver(asyncio.get_running_loop(), session, idle_timeout)
-    driver.step()
     try:
         return await driver.done
     except asyncio.CancelledError as exc:
