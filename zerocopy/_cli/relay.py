@@ -62,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", choices=("auto", "splice", "copy", "readwrite"),
                         default="auto",
                         help="how bytes move: splice through pooled pipes, or copy with "
-                             "recv/send through a 1 MiB buffer (readwrite: the same); "
+                             "recv/send through a buffer of up to 1 MiB (readwrite: the same); "
                              f"default auto, which is {AUTO_METHOD} (docs/relay.md)")
     parser.add_argument("--max-pipes", type=int, default=pipe_budget.limit, metavar="N",
                         help="splice pipes in use at once, two per connection; past "

@@ -59,6 +59,9 @@ cdef enum:
 
 _RELAY_CALLS = ("read", "write", "poll", "shutdown")
 
+# A copying direction's first buffer; it doubles up to buf_size as reads fill it.
+cdef long long COPY_FIRST = 65536
+
 # A read of fewer bytes than this marks its socket drained (see _step); a bulk
 # transfer's reads are longer, so they go on reading without waiting in between.
 cdef long long SHORT_READ = 16384
@@ -80,6 +83,7 @@ cdef struct Flow:
     bint eof               # src said end of file
     bint done              # eof, nothing pending, dst shut down for writing
     bint drained           # the last read was short: src is most likely empty now
+    bint full              # the last read filled the copy buffer
     short want_src         # POLLIN when waiting to read, else 0
     short want_dst         # POLLOUT when waiting to write, else 0
 
@@ -106,7 +110,8 @@ cdef class RelayPump:
 
     ``RelayPump(a, b, ab_pipe_r, ab_pipe_w, ab_pipe_size, ba_pipe_r, ba_pipe_w,
     ba_pipe_size, buf_size, idle_timeout)``: a pipe fd of -1 makes that direction use
-    recv/send through a buffer of *buf_size* bytes; *idle_timeout* < 0 is none.
+    recv/send through a buffer that starts at 64 KiB and doubles, up to *buf_size*
+    bytes, each time a read fills it; *idle_timeout* < 0 is none.
     The pump owns none of the fds.
     """
 
@@ -143,6 +148,7 @@ cdef class RelayPump:
             self.flows[i].eof = False
             self.flows[i].done = False
             self.flows[i].drained = False
+            self.flows[i].full = False
             self.flows[i].want_src = 0
             self.flows[i].want_dst = 0
         self.flows[0].pipe_r, self.flows[0].pipe_w = ab_pipe_r, ab_pipe_w
@@ -157,11 +163,18 @@ cdef class RelayPump:
         """Make *f* copy through a buffer of its own instead of splicing: 0, or -1
         when the buffer cannot be had."""
         f.pipe_r = f.pipe_w = -1
-        f.capacity = self.buf_size
+        return self._grow(f, min(COPY_FIRST, self.buf_size))
+
+    cdef int _grow(self, Flow *f, long long size) noexcept nogil:
+        """Give *f* an empty buffer of *size* bytes in place of its old one (which
+        must hold nothing pending): 0, or -1 when it cannot be had."""
+        cdef char *buf = NULL
         # Page-aligned, as read_write's buffer (see _core.pyx).
-        if posix_memalign(<void **>&f.buf, 4096, <size_t>f.capacity) != 0:
-            f.buf = NULL
-            return -1
+        if posix_memalign(<void **>&buf, 4096, <size_t>size) != 0:
+            return -1 if f.buf == NULL else 0  # a buffer it already has still works
+        free(f.buf)
+        f.buf = buf
+        f.capacity = size
         return 0
 
     def __dealloc__(self):
@@ -277,6 +290,11 @@ cdef class RelayPump:
                 moved = True
                 if f.pending > 0:
                     continue
+                if f.full and f.capacity < self.buf_size:
+                    # A read filled the buffer: a bulk transfer, worth a bigger one.
+                    # Connections that carry little never pay for 1 MiB each.
+                    self._grow(f, min(f.capacity * 2, self.buf_size))
+                f.full = False
                 turns += 1
                 if turns >= FLOW_TURN:
                     return STEP_MORE
@@ -321,6 +339,7 @@ cdef class RelayPump:
                 f.pending = n
                 f.buf_off = 0
                 f.drained = n < SHORT_READ
+                f.full = n == f.capacity and f.pipe_w < 0
             moved = True
 
     cdef int _check_error(self, int side) noexcept nogil:

@@ -48,8 +48,9 @@ PUMP_DONE, PUMP_BLOCKED, PUMP_FAILED, PUMP_IDLE, PUMP_YIELD = 0, 1, 2, 3, 5
 #: What ``method="auto"`` uses: the winner of the interleaved splice-against-copy
 #: measurement in docs/relay.md ("Splice or copy").
 AUTO_METHOD: RelayMethod = "splice"
-#: The copy method's buffer per direction: as large as a splice pipe, so both make the
-#: same number of system calls per byte (the kernel touches only the pages used).
+#: The copy method's largest buffer per direction: as large as a splice pipe, so both
+#: make the same number of system calls per byte.  It starts at 64 KiB and doubles
+#: each time a read fills it, so a connection that carries little never holds 1 MiB.
 COPY_BUFFER = RW_BUFFER_MAX
 #: Names *method* may take; "copy" and "readwrite" are the same recv/send loop.
 METHODS = ("auto", "splice", "copy", "readwrite")
@@ -291,7 +292,7 @@ def relay(a: socket.socket, b: socket.socket, *, idle_timeout: float | None = No
     each way and the residue.  With *idle_timeout* seconds without a byte moving, the
     relay returns with ``ended == "idle"`` and leaves both sockets open.  *method*:
     ``"auto"`` (see :data:`AUTO_METHOD`), ``"splice"`` through pooled pipes, or
-    ``"copy"`` (also spelt ``"readwrite"``): recv/send through a 1 MiB buffer.
+    ``"copy"`` (also spelt ``"readwrite"``): recv/send through a buffer of up to 1 MiB.
 
     One loop in the compiled core serves both directions with the GIL released;
     signal handlers still run every 50 ms at most, and an exception from one (Ctrl-C)
