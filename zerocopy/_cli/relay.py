@@ -63,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default="auto",
                         help="how bytes move: splice through pooled pipes, or copy with "
                              "recv/send through a buffer of up to 1 MiB (readwrite: the same); "
-                             f"default auto, which is {AUTO_METHOD} (docs/relay.md)")
+                             f"default auto, which is {'splice' if AUTO_METHOD == 'splice' else 'copy'} "
+                             "(docs/relay.md)")
     parser.add_argument("--max-pipes", type=int, default=pipe_budget.limit, metavar="N",
                         help="splice pipes in use at once, two per connection; past "
                              f"that a connection copies (default {pipe_budget.limit})")
