@@ -434,3 +434,4 @@ def read_write(job):
 
 include "_core_include/fastpath.pxi"
 include "_core_include/openat2.pxi"   # openat2(): zerocopy.http resolves paths beneath a root
+include "_core_include/relay.pxi"    # RelayPump: both directions of a socket pair, one GIL-free loop

@@ -3,6 +3,8 @@
 from collections.abc import Callable
 from io import BufferedIOBase
 
+from typing_extensions import Self, disjoint_base
+
 from zerocopy._backends.job import Job
 from zerocopy._types import TransferResult
 
@@ -33,3 +35,38 @@ def probe_syscalls() -> dict[str, int]: ...
 
 # openat2(2) (zerocopy.http's path resolution): returns the new fd, raises OSError
 def openat2(dir_fd: int, path: str | bytes, flags: int, resolve: int, mode: int = 0) -> int: ...
+
+# the two-way pump under zerocopy.relay / zerocopy.arelay (_core_include/relay.pxi)
+@disjoint_base
+class RelayPump:
+    def __new__(
+        cls,
+        a: int,
+        b: int,
+        ab_pipe_r: int,
+        ab_pipe_w: int,
+        ab_pipe_size: int,
+        ba_pipe_r: int,
+        ba_pipe_w: int,
+        ba_pipe_size: int,
+        buf_size: int,
+        idle_timeout: float,
+    ) -> Self: ...
+    def run(self, nowait: bool = False) -> int: ...
+    @property
+    def moved(self) -> tuple[int, int]: ...
+    @property
+    def splicing(self) -> tuple[bool, bool]: ...
+    @property
+    def eof(self) -> tuple[bool, bool]: ...
+    @property
+    def done(self) -> tuple[bool, bool]: ...
+    @property
+    def pending(self) -> tuple[int, int]: ...
+    @property
+    def wants(self) -> tuple[int, int]: ...
+    @property
+    def failure(self) -> tuple[int, int, str] | None: ...
+    @property
+    def idle_for(self) -> float: ...
+    def residue(self, direction: int) -> bytes: ...

@@ -1,5 +1,7 @@
 """zerocopy.relay and zerocopy.arelay between real loopback TCP sockets: bytes checked
-by hash both ways, half-close, reset propagation, idle timeout, fds flat after."""
+by hash both ways, half-close, reset propagation, residue on error and on idle, idle
+timeout, signals during the GIL-free loop, fds flat after; the compiled pump and the
+portable Python loop (used where the core is not built) alike."""
 
 from __future__ import annotations
 
@@ -9,13 +11,28 @@ import os
 import random
 import socket
 import struct
+import signal
 import threading
+import time
+from collections.abc import Iterator
 
 import pytest
 
 import zerocopy
+from zerocopy._relay import aio as relay_aio
+from zerocopy._relay import pump as relay_pump
 
 TIMEOUT = 20.0
+
+
+@pytest.fixture(params=["core", "portable"])
+def implementation(request: pytest.FixtureRequest,
+                   monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Each test runs against the compiled pump and against the portable loop."""
+    if request.param == "portable":
+        monkeypatch.setattr(relay_pump, "_core_pump", lambda: None)
+        monkeypatch.setattr(relay_aio, "_core_pump", lambda: None)
+    yield str(request.param)
 
 
 def tcp_pair() -> tuple[socket.socket, socket.socket]:
@@ -69,26 +86,28 @@ def run_relay_case(size_ab: int, size_ba: int, method: str, use_async: bool) -> 
 
 
 @pytest.mark.parametrize("use_async", [False, True], ids=["relay", "arelay"])
-@pytest.mark.parametrize("method", ["auto", "readwrite"])
+@pytest.mark.parametrize("method", ["auto", "splice", "copy", "readwrite"])
 @pytest.mark.parametrize("sizes", [(0, 0), (1, 0), (0, 5 << 20), (3 << 20, 1 << 10)])
 def test_both_directions_with_half_close(sizes: tuple[int, int], method: str,
-                                         use_async: bool) -> None:
+                                         use_async: bool, implementation: str) -> None:
     run_relay_case(*sizes, method=method, use_async=use_async)
 
 
-def test_result_names_methods() -> None:
+@pytest.mark.parametrize(("method", "named"), [("splice", "splice"), ("copy", "readwrite"),
+                                               ("readwrite", "readwrite")])
+def test_result_names_methods(method: str, named: str, implementation: str) -> None:
     a, a_peer = tcp_pair()
     b, b_peer = tcp_pair()
     a_peer.shutdown(socket.SHUT_WR)
     b_peer.shutdown(socket.SHUT_WR)
-    result = zerocopy.relay(a, b)
-    assert result.method_a_to_b == "splice" and result.method_b_to_a == "splice"
+    result = zerocopy.relay(a, b, method=method)
+    assert result.method_a_to_b == named and result.method_b_to_a == named
     assert isinstance(result, zerocopy.RelayResult)
     for s in (a, a_peer, b, b_peer):
         s.close()
 
 
-def test_half_close_keeps_other_direction_going() -> None:
+def test_half_close_keeps_other_direction_going(implementation: str) -> None:
     """The client half-closes first, then the server answers (moby #1598)."""
     client, relay_a = tcp_pair()
     relay_b, server = tcp_pair()
@@ -117,7 +136,7 @@ def abort(sock: socket.socket) -> None:
 
 
 @pytest.mark.parametrize("use_async", [False, True], ids=["relay", "arelay"])
-def test_reset_on_one_side_resets_the_other(use_async: bool) -> None:
+def test_reset_on_one_side_resets_the_other(use_async: bool, implementation: str) -> None:
     client, relay_a = tcp_pair()
     relay_b, server = tcp_pair()
     client.sendall(b"x" * 1000)
@@ -148,7 +167,7 @@ def test_reset_on_one_side_resets_the_other(use_async: bool) -> None:
     server.close()
 
 
-def test_idle_timeout_returns_idle() -> None:
+def test_idle_timeout_returns_idle(implementation: str) -> None:
     a, a_peer = tcp_pair()
     b, b_peer = tcp_pair()
     result = zerocopy.relay(a, b, idle_timeout=0.2)
@@ -159,7 +178,8 @@ def test_idle_timeout_returns_idle() -> None:
         s.close()
 
 
-def test_hundred_concurrent_arelays_fd_count_flat() -> None:
+@pytest.mark.parametrize("method", ["splice", "copy"])
+def test_hundred_concurrent_arelays_fd_count_flat(method: str, implementation: str) -> None:
     """100 connections of random sizes both ways, on one event loop."""
     rng = random.Random(10)
     zerocopy_pool_before = open_fds()
@@ -174,7 +194,7 @@ def test_hundred_concurrent_arelays_fd_count_flat() -> None:
                    threading.Thread(target=talk, args=(right_server, data_ba, right_out))]
         for t in threads:
             t.start()
-        result = await zerocopy.arelay(left_relay, right_relay)
+        result = await zerocopy.arelay(left_relay, right_relay, method=method)
         for t in threads:
             await asyncio.to_thread(t.join, TIMEOUT)
         assert right_out["got"] == hashlib.sha256(data_ab).hexdigest()
@@ -189,8 +209,175 @@ def test_hundred_concurrent_arelays_fd_count_flat() -> None:
 
     asyncio.run(main())
     # Pooled pipes may stay idle (two fds each, at most the pool's limit).
+    pool = relay_pump.pipe_budget.pool
     leftover = open_fds() - zerocopy_pool_before
-    from zerocopy._pipes import pool
     assert leftover <= 2 * pool.limit
+    assert relay_pump.pipe_budget.leased == 0
     pool.clear()
     assert open_fds() <= zerocopy_pool_before
+
+
+def clogged_pair() -> tuple[socket.socket, socket.socket, socket.socket, socket.socket, bytes]:
+    """client -> relay_a ... relay_b -> server, where the client has already queued far
+    more than the tiny buffers between relay_b and the (never reading) server hold:
+    a relay from relay_a to relay_b always stalls holding read, undelivered bytes."""
+    client, relay_a = tcp_pair()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        relay_b = socket.socket()
+        relay_b.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        relay_b.settimeout(TIMEOUT)
+        relay_b.connect(listener.getsockname())
+        server, _ = listener.accept()
+    client.setblocking(False)
+    sent = bytearray()
+    block = random.Random(3).randbytes(1 << 16)
+    while len(sent) < 64 << 20:
+        try:
+            n = client.send(block)
+        except BlockingIOError:
+            break
+        sent += block[:n]
+    client.settimeout(TIMEOUT)
+    assert len(sent) > 256 << 10  # far more than the 4 KiB downstream buffers
+    return client, relay_a, relay_b, server, bytes(sent)
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["relay", "arelay"])
+@pytest.mark.parametrize("method", ["splice", "copy"])
+def test_error_carries_each_directions_residue(method: str, use_async: bool,
+                                               implementation: str) -> None:
+    """The server resets while the relay holds bytes it read from the client: they
+    come back on the error, exactly the ones after those delivered."""
+    client, relay_a, relay_b, server, sent = clogged_pair()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            if use_async:
+                asyncio.run(zerocopy.arelay(relay_a, relay_b, method=method))
+            else:
+                zerocopy.relay(relay_a, relay_b, method=method)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    abort(server)
+    thread.join(TIMEOUT)
+    assert not thread.is_alive()
+    (error,) = errors
+    assert isinstance(error, zerocopy.RelayError), error
+    assert error.side == "b" and error.ended == "reset"
+    residue = error.residue_a_to_b
+    assert residue, "the relay stalls holding bytes: some must come back"
+    assert residue == sent[error.a_to_b:error.a_to_b + len(residue)]
+    assert error.residue_b_to_a == b"" and error.b_to_a == 0
+    with pytest.raises(ConnectionResetError):  # the client is reset, not closed
+        while client.recv(1 << 16):
+            pass
+    assert relay_a.fileno() == -1 and relay_b.fileno() == -1
+    client.close()
+
+
+@pytest.mark.parametrize("method", ["splice", "copy"])
+def test_idle_hands_back_the_residue(method: str, implementation: str) -> None:
+    """An idle timeout stops a clogged relay: its undelivered bytes come back on the
+    result, and the sockets stay open and blocking as they were."""
+    client, relay_a, relay_b, server, sent = clogged_pair()
+    result = zerocopy.relay(relay_a, relay_b, method=method, idle_timeout=0.3)
+    assert result.ended == "idle"
+    assert result.residue_a_to_b
+    assert result.residue_a_to_b == sent[result.a_to_b:result.a_to_b + len(result.residue_a_to_b)]
+    assert relay_a.gettimeout() == TIMEOUT and relay_b.gettimeout() == TIMEOUT
+    assert relay_pump.pipe_budget.leased == 0
+    for s in (client, relay_a, relay_b, server):
+        s.close()
+
+
+class Stop(Exception):
+    """Raised by the test's signal handler."""
+
+
+def test_signal_handler_stops_blocking_relay_with_counts(implementation: str) -> None:
+    """The blocking relay waits GIL-free in the core, yet a signal handler still runs
+    within ~50 ms; its exception stops the relay with what had moved."""
+    client, relay_a = tcp_pair()
+    relay_b, server = tcp_pair()
+    client.sendall(b"x" * 1000)
+
+    def handler(signum: int, frame: object) -> None:
+        raise Stop
+
+    old = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        started = time.monotonic()
+        with pytest.raises(Stop) as caught:
+            zerocopy.relay(relay_a, relay_b)
+        took = time.monotonic() - started
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert took < 5.0
+    result = caught.value.relay_result  # type: ignore[attr-defined]
+    assert (result.a_to_b, result.b_to_a, result.ended) == (1000, 0, "interrupted")
+    assert relay_pump.pipe_budget.leased == 0
+    got = b""
+    while len(got) < 1000:
+        got += server.recv(1000)
+    assert relay_a.gettimeout() == TIMEOUT  # restored: the sockets are the caller's again
+    for s in (client, relay_a, relay_b, server):
+        s.close()
+
+
+def test_bad_arguments_are_refused_before_anything_moves() -> None:
+    a, a_peer = tcp_pair()
+    with pytest.raises(ValueError, match="method"):
+        zerocopy.relay(a, a_peer, method="sendfile")
+    with pytest.raises(ValueError, match="same socket"):
+        zerocopy.relay(a, a)
+    with pytest.raises(ValueError, match="idle_timeout"):
+        zerocopy.relay(a, a_peer, idle_timeout=0)
+    with pytest.raises(TypeError):
+        zerocopy.relay(a, 3)  # type: ignore[arg-type]
+    assert a.gettimeout() == TIMEOUT
+    for s in (a, a_peer):
+        s.close()
+
+
+def test_pipe_budget_bounds_spliced_directions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the budget's limit a direction copies instead of making a pipe."""
+    monkeypatch.setattr(relay_pump.pipe_budget, "limit", 1)
+    a, a_peer = tcp_pair()
+    b, b_peer = tcp_pair()
+    a_peer.shutdown(socket.SHUT_WR)
+    b_peer.shutdown(socket.SHUT_WR)
+    result = zerocopy.relay(a, b, method="splice")
+    assert (result.method_a_to_b, result.method_b_to_a) == ("splice", "readwrite")
+    assert relay_pump.pipe_budget.leased == 0
+    for s in (a, a_peer, b, b_peer):
+        s.close()
+
+
+def test_unix_stream_sockets_relay() -> None:
+    """AF_UNIX stream pairs relay too, by whichever method the kernel takes."""
+    left, left_relay = socket.socketpair()
+    right_relay, right = socket.socketpair()
+    for s in (left, right):
+        s.settimeout(TIMEOUT)
+    out_l: dict[str, str] = {}
+    out_r: dict[str, str] = {}
+    data_l, data_r = random.randbytes(1 << 20), random.randbytes(70_000)
+    threads = [threading.Thread(target=talk, args=(left, data_l, out_l)),
+               threading.Thread(target=talk, args=(right, data_r, out_r))]
+    for t in threads:
+        t.start()
+    result = zerocopy.relay(left_relay, right_relay)
+    for t in threads:
+        t.join(TIMEOUT)
+    assert out_r["got"] == hashlib.sha256(data_l).hexdigest()
+    assert out_l["got"] == hashlib.sha256(data_r).hexdigest()
+    assert (result.a_to_b, result.b_to_a) == (1 << 20, 70_000)
+    for s in (left, left_relay, right_relay, right):
+        s.close()

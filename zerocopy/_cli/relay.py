@@ -1,5 +1,6 @@
 """``zerocopy relay LISTEN TARGET [TARGET ...]``: a TCP (or Unix) relay on one event
-loop, every connection pumped by ``arelay`` (splice through pooled pipes).
+loop, every connection pumped by ``arelay``: the core's pump in nowait steps, splice
+through pooled pipes (at most ``--max-pipes``) or a recv/send copy (``--method``).
 
 Targets are tried in round-robin, each with a connect timeout, the next one on
 failure; when all fail the client is reset (an abort, never a clean EOF).  At
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import ipaddress
 import itertools
 import os
 import signal
@@ -20,9 +22,14 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 from .. import RelayError
 from .._relay.aio import arelay
+from .._relay.aio import start as relay_start
+from .._relay.pump import RelayResult
+from .._relay.pump import AUTO_METHOD, pipe_budget
 from .._relay.proxy_protocol import ProxyProtocolError, encode_v1, encode_v2, header_length, parse
 from .common import CommandError, parse_endpoint
 
@@ -52,8 +59,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="send a PROXY protocol header to the target")
     parser.add_argument("--accept-proxy", action="store_true",
                         help="read a PROXY protocol header (v1 or v2) from each client")
-    parser.add_argument("--method", choices=("auto", "splice", "readwrite"), default="auto",
-                        help="how bytes move (default auto: splice, read/write if refused)")
+    parser.add_argument("--method", choices=("auto", "splice", "copy", "readwrite"),
+                        default="auto",
+                        help="how bytes move: splice through pooled pipes, or copy with "
+                             "recv/send through a buffer of up to 1 MiB (readwrite: the same); "
+                             f"default auto, which is {'splice' if AUTO_METHOD == 'splice' else 'copy'} "
+                             "(docs/relay.md)")
+    parser.add_argument("--max-pipes", type=int, default=pipe_budget.limit, metavar="N",
+                        help="splice pipes in use at once, two per connection; past "
+                             f"that a connection copies (default {pipe_budget.limit})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
     targets = [parse_endpoint(t) for t in args.targets]
     if args.max_connections < 1:
         raise CommandError("--max-connections must be >= 1")
+    if args.max_pipes < 0:
+        raise CommandError("--max-pipes must be >= 0")
+    pipe_budget.limit = args.max_pipes
     try:
         server = _listen(listen)
     except OSError as exc:
@@ -92,21 +109,90 @@ def _listen(listen: Endpoint) -> socket.socket:
     return sock
 
 
+class _Listener:
+    """Accepts on the listening socket from a loop reader, up to the connection limit
+    (the kernel's backlog holds the rest), and starts each connection: at once when
+    it can be (see ``_start_at_once``), else as a task.
+
+    A reader callback accepting until EAGAIN costs one wake per burst of clients,
+    where ``loop.sock_accept`` costs a future and a reader add/remove per client."""
+
+    def __init__(self, server: socket.socket, limit: int,
+                 start: Callable[[socket.socket, object], asyncio.Future[Any]]) -> None:
+        self.server, self.limit, self.start = server, limit, start
+        self.loop = asyncio.get_running_loop()
+        self.tasks: set[asyncio.Future[Any]] = set()
+        self.watching = False
+        self.stopped = False
+        self.resume: asyncio.TimerHandle | None = None
+
+    def watch(self) -> None:
+        if not self.watching and not self.stopped and len(self.tasks) < self.limit:
+            self.loop.add_reader(self.server.fileno(), self._ready)
+            self.watching = True
+
+    def unwatch(self) -> None:
+        if self.watching:
+            self.loop.remove_reader(self.server.fileno())
+            self.watching = False
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.unwatch()
+        if self.resume is not None:
+            self.resume.cancel()
+
+    def _ready(self) -> None:
+        while len(self.tasks) < self.limit:
+            try:
+                client, peer = self.server.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue  # the client gave up while queued
+            except OSError as exc:
+                if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    raise
+                # Out of fds: accepting again at once would spin on a listener that
+                # stays readable; pause instead of dying.
+                print(f"zerocopy relay: accept: {exc.strerror}; pausing 0.1 s",
+                      file=sys.stderr, flush=True)
+                self.unwatch()
+                self.resume = self.loop.call_later(0.1, self.watch)
+                return
+            task = self.start(client, peer)
+            self.tasks.add(task)
+            task.add_done_callback(self._finished)
+        self.unwatch()  # at the limit: stop accepting until one ends
+
+    def _finished(self, task: asyncio.Future[Any]) -> None:
+        self.tasks.discard(task)
+        self.watch()
+
+
 async def _serve(server: socket.socket, targets: list[Endpoint],
                  args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    slots = asyncio.Semaphore(args.max_connections)
-    tasks: set[asyncio.Task[None]] = set()
     order = itertools.cycle(range(len(targets)))
-    accepting = asyncio.create_task(_accept_loop(server, targets, order, slots, tasks, args))
+    resolved = [_numeric(t) for t in targets]
+
+    def start(client: socket.socket, peer: object) -> asyncio.Future[Any]:
+        first = next(order)
+        at_once = _start_at_once(loop, client, peer, targets, resolved, first, args)
+        if at_once is not None:
+            return at_once
+        return loop.create_task(_connection(client, peer, targets, resolved, first, args))
+
+    listener = _Listener(server, args.max_connections, start)
+    listener.watch()
     await stop.wait()
-    accepting.cancel()
+    listener.stop()
     server.close()
-    if tasks:
-        _done, pending = await asyncio.wait(tasks, timeout=args.grace)
+    if listener.tasks:
+        _done, pending = await asyncio.wait(set(listener.tasks), timeout=args.grace)
         for task in pending:
             task.cancel()
         if pending:
@@ -114,50 +200,152 @@ async def _serve(server: socket.socket, targets: list[Endpoint],
     return 0
 
 
-async def _accept_loop(server: socket.socket, targets: list[Endpoint],
-                       order: itertools.cycle[int], slots: asyncio.Semaphore,
-                       tasks: set[asyncio.Task[None]], args: argparse.Namespace) -> None:
-    loop = asyncio.get_running_loop()
-    while True:
-        await slots.acquire()  # at the limit: stop accepting (backlog holds the rest)
-        try:
-            client, peer = await loop.sock_accept(server)
-        except OSError as exc:
-            slots.release()
-            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                print(f"zerocopy relay: accept: {exc.strerror}; pausing 0.1 s",
-                      file=sys.stderr, flush=True)
-                await asyncio.sleep(0.1)  # EMFILE never kills the relay
-            continue
-        first = next(order)
-        task = asyncio.create_task(_connection(client, peer, targets, first, args))
-        tasks.add(task)
-        task.add_done_callback(lambda t: _finished(t, tasks, slots))
-
-
-def _finished(task: asyncio.Task[None], tasks: set[asyncio.Task[None]],
-              slots: asyncio.Semaphore) -> None:
-    tasks.discard(task)
-    slots.release()
-
-
-async def _connect(target: Endpoint, timeout: float) -> socket.socket:
-    loop = asyncio.get_running_loop()
-    if target[0] == "unix":
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        address: tuple[object, ...] | str = str(target[1])
-    else:
-        infos = await loop.getaddrinfo(str(target[0]), int(target[1]),
-                                       type=socket.SOCK_STREAM)
-        family, _, _, _, address = infos[0]
-        sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setblocking(False)
+def _start_at_once(loop: asyncio.AbstractEventLoop, client: socket.socket, peer: object,
+                   targets: list[Endpoint], resolved: list[tuple[int, object] | None],
+                   first: int, args: argparse.Namespace) -> asyncio.Future[Any] | None:
+    """The common case in the accept's own loop pass, without a task: no PROXY header,
+    a numeric target that is connected when connect returns (loopback).  Profiled
+    for issue 10: the task, its wake-ups and the connect wait were a third of the
+    relay's own time per connection.  None: use the task, which does everything else
+    (waits, names, the next target, the PROXY protocol)."""
+    target = resolved[first]
+    if args.accept_proxy or args.send_proxy or target is None:
+        return None
+    started = time.monotonic()
+    family, address = target
+    upstream = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
     try:
-        await asyncio.wait_for(loop.sock_connect(sock, address), timeout)
+        if family != socket.AF_UNIX:
+            upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        err = upstream.connect_ex(address)  # type: ignore[arg-type]
+        if err in (errno.EINPROGRESS, errno.EAGAIN) and _established(upstream):
+            err = 0
+        driver = None if err else relay_start(loop, client, upstream, args.idle_timeout,
+                                               args.method)
+    except OSError:
+        driver = None
+    if driver is None:
+        upstream.close()  # the task connects again, and says why it could not
+        return None
+    peer_text = _show(peer[:2]) if isinstance(peer, tuple) else "unix"
+    target_text = _name(targets[first])
+
+    def ended(done: asyncio.Future[RelayResult]) -> None:
+        if done.cancelled():
+            driver.cancel(asyncio.CancelledError())
+            ab, ba, how = driver.pump.moved[0], driver.pump.moved[1], "cut after the grace period"
+        elif (exc := done.exception()) is not None:
+            ab, ba, how = _failed(exc)
+        else:
+            result = done.result()
+            ab, ba, how = result.a_to_b, result.b_to_a, f"{result.ended} {_via(result)}"
+        client.close()
+        upstream.close()
+        _log(peer_text, target_text, ab, ba, started, how)
+
+    driver.done.add_done_callback(ended)
+    return driver.done
+
+
+def _failed(exc: BaseException) -> tuple[int, int, str]:
+    """Bytes each way and the log's ending for a relay that raised *exc*."""
+    if isinstance(exc, RelayError):
+        return exc.a_to_b, exc.b_to_a, f"{exc.ended} by {'client' if exc.side == 'a' else 'target'}"
+    return 0, 0, f"error: {getattr(exc, 'strerror', None) or exc}"
+
+
+def _via(result: RelayResult) -> str:
+    """How the bytes went each way: "splice", "copy", or "splice/copy" (up/down)."""
+    up, down = (("copy" if m == "readwrite" else m)
+                for m in (result.method_a_to_b, result.method_b_to_a))
+    return up if up == down else f"{up}/{down}"
+
+
+def _log(peer: str, target: str, ab: int, ba: int, started: float, how: str) -> None:
+    # One write per line (print writes the end of line apart).
+    sys.stderr.write(f"{peer} -> {target} up={ab} down={ba} "
+                     f"{time.monotonic() - started:.3f}s {how}\n")
+
+
+def _numeric(target: Endpoint) -> tuple[int, object] | None:
+    """(family, address) for a unix path or a numeric IP; None for a name, which is
+    looked up for every connection (so a changed DNS answer is followed)."""
+    if target[0] == "unix":
+        return socket.AF_UNIX, str(target[1])
+    try:
+        ip = ipaddress.ip_address(str(target[0]))
+    except ValueError:
+        return None
+    return (socket.AF_INET6 if ip.version == 6 else socket.AF_INET), (str(ip), int(target[1]))
+
+
+async def _connect(target: Endpoint, resolved: tuple[int, object] | None,
+                   timeout: float) -> socket.socket:
+    loop = asyncio.get_running_loop()
+    if resolved is None:
+        async with asyncio.timeout(timeout):
+            infos = await loop.getaddrinfo(str(target[0]), int(target[1]),
+                                           type=socket.SOCK_STREAM)
+        resolved = int(infos[0][0]), infos[0][4]
+    family, address = resolved
+    sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+    try:
+        if family != socket.AF_UNIX:
+            # Small writes (a request, an echo) go out at once, as haproxy's do.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        await _connected(loop, sock, address, timeout)
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+async def _connected(loop: asyncio.AbstractEventLoop, sock: socket.socket, address: object,
+                     timeout: float) -> None:
+    """Connect the non-blocking *sock*: one writer watch and one timer, where
+    ``asyncio.timeout`` around ``loop.sock_connect`` costs a future, a done callback
+    and a timeout object more per connection (profiled: issue 10's conn/s)."""
+    err = sock.connect_ex(address)  # type: ignore[arg-type]
+    if err in (errno.EINPROGRESS, errno.EAGAIN):
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        # On loopback the handshake is done inside connect (the SYN and SYN-ACK are
+        # processed before the call returns): no writer wait, one loop pass less.
+        if err == 0 and not _established(sock):
+            await _writable(loop, sock, timeout)
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if err:
+        raise OSError(err, os.strerror(err))
+
+
+async def _writable(loop: asyncio.AbstractEventLoop, sock: socket.socket,
+                    timeout: float) -> None:
+    ready = loop.create_future()
+    fd = sock.fileno()
+    loop.add_writer(fd, _settle, ready, None)
+    timer = loop.call_later(timeout, _settle, ready,
+                            TimeoutError(f"connect timed out after {timeout:g} s"))
+    try:
+        await ready
+    finally:
+        loop.remove_writer(fd)
+        timer.cancel()
+
+
+def _established(sock: socket.socket) -> bool:
+    try:
+        sock.getpeername()
+    except OSError:  # ENOTCONN: still in the handshake
+        return False
+    return True
+
+
+def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:
+    if not future.done():
+        if exc is None:
+            future.set_result(None)
+        else:
+            future.set_exception(exc)
 
 
 def _name(target: Endpoint) -> str:
@@ -172,15 +360,17 @@ async def _read_proxy_header(client: socket.socket) -> tuple[bytes, object]:
         length = header_length(data)
         if length is not None and len(data) >= length:
             return data[length:], parse(data[:length])
-        chunk = await asyncio.wait_for(loop.sock_recv(client, 4096 if length is None
-                                                      else length - len(data)), 10)
+        async with asyncio.timeout(10):
+            chunk = await loop.sock_recv(client, 4096 if length is None
+                                         else length - len(data))
         if not chunk:
             raise ProxyProtocolError("EOF before the PROXY header ended")
         data += chunk if length is None else chunk
 
 
 async def _connection(client: socket.socket, peer: object, targets: list[Endpoint],
-                      first: int, args: argparse.Namespace) -> None:
+                      resolved: list[tuple[int, object] | None], first: int,
+                      args: argparse.Namespace) -> None:
     started = time.monotonic()
     loop = asyncio.get_running_loop()
     peer_text = _show(peer[:2]) if isinstance(peer, tuple) else "unix"
@@ -194,10 +384,13 @@ async def _connection(client: socket.socket, peer: object, targets: list[Endpoin
             source = getattr(header, "source", None) or source
             if source:
                 peer_text = _show(source[:2])
+        if client.family != socket.AF_UNIX:
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for i in range(len(targets)):
-            target = targets[(first + i) % len(targets)]
+            at = (first + i) % len(targets)
+            target = targets[at]
             try:
-                upstream = await _connect(target, args.connect_timeout)
+                upstream = await _connect(target, resolved[at], args.connect_timeout)
                 target_text = _name(target)
                 break
             except (OSError, TimeoutError) as exc:
@@ -217,9 +410,10 @@ async def _connection(client: socket.socket, peer: object, targets: list[Endpoin
             await loop.sock_sendall(upstream, early)
         result = await arelay(client, upstream, idle_timeout=args.idle_timeout,
                               method=args.method)
-        ab, ba, ended = result.a_to_b + len(early), result.b_to_a, result.ended
+        ab, ba = result.a_to_b + len(early), result.b_to_a
+        ended = f"{result.ended} {_via(result)}"
     except RelayError as exc:
-        ab, ba, ended = exc.a_to_b, exc.b_to_a, f"{exc.ended} by {'client' if exc.side == 'a' else 'target'}"
+        ab, ba, ended = _failed(exc)
     except ProxyProtocolError as exc:
         ended = f"bad PROXY header: {exc}"
         _abort(client)
@@ -232,8 +426,7 @@ async def _connection(client: socket.socket, peer: object, targets: list[Endpoin
         for sock in (client, upstream):
             if sock is not None:
                 sock.close()
-        print(f"{peer_text} -> {target_text} up={ab} down={ba} "
-              f"{time.monotonic() - started:.3f}s {ended}", file=sys.stderr, flush=True)
+        _log(peer_text, target_text, ab, ba, started, ended)
 
 
 def _abort(sock: socket.socket) -> None:

@@ -1,102 +1,155 @@
-"""``await arelay(a, b)``: the two-way pump on the event loop, no thread at all.
+"""``await arelay(a, b)``: the core's two-way pump on the running event loop, with no
+thread at all.
 
-Each socket gets at most one reader and one writer callback (``loop.add_reader`` /
-``add_writer``); the callbacks run the same :class:`~zerocopy._relay.pump.Direction`
-state machines as the blocking loop, with non-blocking splice or recv/send.
+The pump runs in its nowait form: it moves bytes with non-blocking splice (or
+recv/send) until both directions would block, and says which socket waits for what.
+The loop's ``add_reader``/``add_writer`` callbacks run the next step directly: no
+future and no task wake-up per event, only one future for the whole relay (profiled
+for issue 10's connections per second: the per-wake futures were most of arelay's
+own cost).  The watches are kept while the wants stay the same, so a busy transfer
+costs no epoll_ctl per wake; a pump that keeps moving yields every 2 ms (the next
+step is scheduled with ``call_soon``) so the loop's other connections run too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 
-from .pump import Pump, RelayResult, _SideFailed
+from .pump import (PUMP_BLOCKED, PUMP_IDLE, PUMP_YIELD, RelayResult, Session, _core_pump,
+                   check_arguments)
 
-__all__ = ["arelay"]
+__all__ = ["arelay", "start"]
+
+
+class _Driver:
+    """Runs one session's pump from loop callbacks until it ends, then settles
+    ``done`` with the result or the error."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, session: Session,
+                 idle_timeout: float | None) -> None:
+        self.loop = loop
+        self.session = session
+        self.pump = session.pump
+        self.fds = (session.a.fileno(), session.b.fileno())
+        self.current = (0, 0)
+        self.idle_timeout = idle_timeout
+        self.idle_timer: asyncio.TimerHandle | None = None
+        self.soon: asyncio.Handle | None = None
+        self.done: asyncio.Future[RelayResult] = loop.create_future()
+        self.ended = False
+        if idle_timeout is not None:
+            self.idle_timer = loop.call_later(idle_timeout, self._idle_check)
+
+    def step(self) -> None:
+        """Move what can be moved now; the watches say when to come back."""
+        self.soon = None
+        try:
+            code = self.pump.run(True)
+        except BaseException as exc:  # a signal handler's, run by the pump
+            self._end_with(exc)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            return
+        if code == PUMP_YIELD:
+            self.soon = self.loop.call_soon(self.step)
+        elif code == PUMP_BLOCKED:
+            self._watch(self.pump.wants)
+        else:
+            self._finish(code)
+
+    def _idle_check(self) -> None:
+        # The pump's own clock decides idleness: a wake with nothing to move (a
+        # spurious one, say) must not restart it.
+        assert self.idle_timeout is not None
+        left = self.idle_timeout - self.pump.idle_for
+        if left > 0:
+            self.idle_timer = self.loop.call_later(left, self._idle_check)
+        else:
+            self.idle_timer = None
+            self._finish(PUMP_IDLE)
+
+    def _finish(self, code: int) -> None:
+        self._unhook()
+        try:
+            result = self.session.finish(code)
+        except BaseException as exc:  # the RelayError
+            if not self.done.done():
+                self.done.set_exception(exc)
+            return
+        if not self.done.done():
+            self.done.set_result(result)
+
+    def _end_with(self, exc: BaseException) -> None:
+        self._unhook()
+        self.session.interrupted(exc)
+        if not self.done.done():
+            self.done.set_exception(exc)
+
+    def cancel(self, exc: BaseException) -> None:
+        """The awaiting task was cancelled (which cancelled ``done``): stop, and tell
+        *exc* what moved."""
+        if not self.ended:
+            self._unhook()
+            self.session.interrupted(exc)
+
+    def _unhook(self) -> None:
+        self.ended = True
+        self._watch((0, 0))
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
+        if self.soon is not None:
+            self.soon.cancel()
+            self.soon = None
+
+    def _watch(self, wants: tuple[int, int]) -> None:
+        for fd, old, new in zip(self.fds, self.current, wants):
+            if old == new:
+                continue
+            if (old ^ new) & select.POLLIN:
+                if new & select.POLLIN:
+                    self.loop.add_reader(fd, self.step)
+                else:
+                    self.loop.remove_reader(fd)
+            if (old ^ new) & select.POLLOUT:
+                if new & select.POLLOUT:
+                    self.loop.add_writer(fd, self.step)
+                else:
+                    self.loop.remove_writer(fd)
+        self.current = wants
+
+
+def start(loop: asyncio.AbstractEventLoop, a: socket.socket, b: socket.socket,
+          idle_timeout: float | None = None, method: str = "auto") -> _Driver | None:
+    """Start relaying on *loop* at once (the first step runs now); ``driver.done``
+    settles with the result or the error.  None without the compiled core.  For a
+    server that would rather not create a task per connection (``zerocopy relay``)."""
+    check_arguments(a, b, idle_timeout, method)
+    pump_class = _core_pump()
+    if pump_class is None:
+        return None
+    driver = _Driver(loop, Session(pump_class, a, b, idle_timeout, method), idle_timeout)
+    driver.step()
+    return driver
 
 
 async def arelay(a: socket.socket, b: socket.socket, *, idle_timeout: float | None = None,
                  method: str = "auto") -> RelayResult:
     """Async form of :func:`zerocopy.relay`, with the same rules and result.
 
-    Cancellation leaves both sockets open (the caller closes them) and returns the
-    pipes to the pool.
+    Cancellation leaves both sockets open (the caller closes them), returns the pipes
+    to the pool and sets ``relay_result`` on the CancelledError.
 
     .. versionadded:: 0.2.0
     """
-    loop = asyncio.get_running_loop()
-    pump = Pump(a, b, method)
-    wake = asyncio.Event()
-    state: dict[str, object] = {"failed": None, "progress": True}
-    registered: dict[tuple[int, str], bool] = {}
-
-    def on_event(kind: str, fd: int) -> None:
-        try:
-            for direction in (pump.ab, pump.ba):
-                if kind == "r" and direction.src.fileno() == fd and direction.wants_read():
-                    state["progress"] = direction.on_readable() or state["progress"]
-                if kind == "w" and direction.dst.fileno() == fd and direction.wants_write():
-                    state["progress"] = direction.on_writable() or state["progress"]
-        except _SideFailed as failed:
-            state["failed"] = failed
-        update()
-        wake.set()
-
-    def update() -> None:
-        want: dict[tuple[int, str], bool] = {}
-        if state["failed"] is None:
-            for direction in (pump.ab, pump.ba):
-                if direction.wants_read():
-                    want[(direction.src.fileno(), "r")] = True
-                if direction.wants_write():
-                    want[(direction.dst.fileno(), "w")] = True
-        for key in list(registered):
-            if key not in want:
-                _remove(key)
-        for key in want:
-            if key not in registered:
-                fd, kind = key
-                if kind == "r":
-                    loop.add_reader(fd, on_event, "r", fd)
-                else:
-                    loop.add_writer(fd, on_event, "w", fd)
-                registered[key] = True
-
-    def _remove(key: tuple[int, str]) -> None:
-        fd, kind = key
-        if kind == "r":
-            loop.remove_reader(fd)
-        else:
-            loop.remove_writer(fd)
-        del registered[key]
-
-    fds = (a.fileno(), b.fileno())
+    driver = start(asyncio.get_running_loop(), a, b, idle_timeout, method)
+    if driver is None:
+        from .portable_aio import arelay as portable_arelay
+        return await portable_arelay(a, b, idle_timeout=idle_timeout, method=method)
     try:
-        update()
-        while not pump.finished() and state["failed"] is None:
-            wake.clear()
-            state["progress"] = False
-            try:
-                await asyncio.wait_for(wake.wait(), idle_timeout)
-            except TimeoutError:
-                return _idle(pump, registered, _remove)
-            if idle_timeout is not None and not state["progress"]:
-                continue
-    except BaseException:
-        for key in list(registered):
-            _remove(key)
-        pump._restore()
+        return await driver.done
+    except asyncio.CancelledError as exc:
+        driver.cancel(exc)
         raise
-    for key in list(registered):
-        _remove(key)
-    failed = state["failed"]
-    if isinstance(failed, _SideFailed):
-        raise pump.failure(failed) from failed.exc
-    del fds
-    return pump.result("eof")
-
-
-def _idle(pump: Pump, registered: dict[tuple[int, str], bool], remove: object) -> RelayResult:
-    for key in list(registered):
-        remove(key)  # type: ignore[operator]
-    return pump.result("idle")

@@ -1,48 +1,62 @@
-"""Both directions between two stream sockets, in one poll loop, until both are done.
+"""``relay(a, b)``: both directions between two stream sockets in one loop of the
+compiled core (``_core_include/relay.pxi``), with the GIL released; no thread per
+direction.
 
 Rules (each one a bug some proxy shipped):
 
 * Half-close is propagated, never turned into a full close: EOF read from one side
   becomes ``shutdown(SHUT_WR)`` on the other and the opposite direction goes on
   (moby/libnetwork #1598, inetaf/tcpproxy #21, jpillora/chisel #536).
-* A reset is never turned into a clean EOF: ECONNRESET or EPIPE on one side sets
-  ``SO_LINGER`` 0 on the other and closes it, so the peer sees a RST too.
+* A reset is never turned into a clean EOF: a failed call on one side sets
+  ``SO_LINGER`` 0 on the other and closes it, so that peer sees a RST too.
 * Bytes already read but not delivered (in a splice pipe or a buffer) are handed back
   as each direction's residue on the error, never dropped.
-* Splice pipes come from the bounded pool ``zerocopy._pipes.pool``; a pipe that may
-  still hold bytes is closed, not pooled.
+* Splice pipes are pooled and bounded: at most :data:`pipe_budget`.limit exist for
+  relays at once (haproxy's ``maxpipes``); a direction that gets none copies.
 
-The blocking form is a pure-Python ``poll`` loop over non-blocking splice (one thread,
-no thread per direction); the async form (``zerocopy._relay.aio``) drives the same
-:class:`Direction` state machines from the event loop.
+:class:`Session` is what the blocking and the asyncio forms share: it checks the
+sockets, makes them non-blocking for the relay, leases the pipes, builds the core's
+pump and turns what the pump says into a :class:`RelayResult` or a
+:class:`RelayError`.  Without the compiled core (not Linux) both forms fall back to
+``zerocopy._relay.portable``, a Python loop with the same rules.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import select
 import socket
 import struct
+import threading
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
+from .._constants import RW_BUFFER_MAX
 from .._errors import ZeroCopyError, _builtin_class
-from .._pipes import Pipe, pool
+from .._pipes import Pipe, PipePool
 
-__all__ = ["Direction", "RelayError", "RelayResult", "Pump", "relay"]
+__all__ = ["AUTO_METHOD", "PipeBudget", "RelayError", "RelayResult", "Session",
+           "pipe_budget", "relay"]
 
-Ended = Literal["eof", "reset", "idle", "error"]
+Ended = Literal["eof", "reset", "idle", "error", "interrupted"]
 RelayMethod = Literal["splice", "readwrite"]
 
-#: Bytes asked of one read when splice is refused (large buffer: fewer system calls).
-READ_SIZE = 1 << 18
-#: errno values that mean "splice cannot serve this pair" before any byte moved.
-_SPLICE_REFUSED = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF})
+#: The run codes of the core's RelayPump.run (_core_include/relay.pxi).
+PUMP_DONE, PUMP_BLOCKED, PUMP_FAILED, PUMP_IDLE, PUMP_YIELD = 0, 1, 2, 3, 5
+
+#: What ``method="auto"`` uses: the winner of the interleaved splice-against-copy
+#: measurement in docs/relay.md ("Splice or copy"): copy moved more Gbit/s in five of
+#: six columns over two runs; splice used less CPU per GB in all six.
+AUTO_METHOD: RelayMethod = "readwrite"
+#: The copy method's largest buffer per direction: as large as a splice pipe, so both
+#: make the same number of system calls per byte.  It starts at 64 KiB and doubles
+#: each time a read fills it, so a connection that carries little never holds 1 MiB.
+COPY_BUFFER = RW_BUFFER_MAX
+#: Names *method* may take; "copy" and "readwrite" are the same recv/send loop.
+METHODS = ("auto", "splice", "copy", "readwrite")
 #: errno values that mean the peer aborted the connection.
 _ABORTS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ETIMEDOUT})
-_SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
 
 
 @dataclass(frozen=True)
@@ -50,7 +64,10 @@ class RelayResult:
     """What a relay moved and how it ended.
 
     ``ended`` is ``"eof"`` when both directions saw EOF and delivered everything,
-    ``"idle"`` when the idle timeout stopped it (sockets left open for the caller).
+    ``"idle"`` when the idle timeout stopped it (sockets left open for the caller),
+    ``"interrupted"`` on the ``relay_result`` of an exception that stopped it (a
+    signal handler's, cancellation).  After ``"idle"`` and ``"interrupted"`` the
+    residues hold the bytes read from one side and not yet delivered to the other.
     """
 
     a_to_b: int
@@ -59,6 +76,8 @@ class RelayResult:
     method_b_to_a: RelayMethod
     ended: Ended
     seconds: float
+    residue_a_to_b: bytes = b""
+    residue_b_to_a: bytes = b""
 
 
 class RelayError(ZeroCopyError):
@@ -80,7 +99,8 @@ class RelayError(ZeroCopyError):
 _error_classes: dict[int, type[RelayError]] = {}
 
 
-def _relay_error(err: int, message: str) -> RelayError:
+def relay_error(err: int, message: str) -> RelayError:
+    """A RelayError that is also the builtin OSError subclass for *err*."""
     builtin = _builtin_class(err)
     cls = _error_classes.get(err)
     if cls is None:
@@ -93,172 +113,174 @@ def _relay_error(err: int, message: str) -> RelayError:
     return cls(err, message)
 
 
-class _SideFailed(Exception):
-    def __init__(self, side: str, exc: OSError) -> None:
-        super().__init__(side, exc)
-        self.side = side
-        self.exc = exc
-
-
-class Direction:
-    """One direction, src → dst, as a non-blocking state machine.
-
-    Bytes wait either in a splice pipe (``pending`` counts them) or in ``buffer``
-    after splice was refused.  ``eof`` is set when src said EOF; ``done`` once that
-    EOF was passed on as ``shutdown(SHUT_WR)`` on dst.
-    """
-
-    def __init__(self, src: socket.socket, dst: socket.socket, src_name: str,
-                 dst_name: str, use_splice: bool) -> None:
-        self.src, self.dst = src, dst
-        self.src_name, self.dst_name = src_name, dst_name
-        self.pipe: Pipe | None = pool.acquire() if use_splice else None
-        self.method: RelayMethod = "splice" if self.pipe else "readwrite"
-        self.pending = 0
-        self.buffer = b""
-        self.moved = 0
-        self.eof = False
-        self.done = False
-
-    @property
-    def capacity(self) -> int:
-        return self.pipe.size if self.pipe else READ_SIZE
-
-    def wants_read(self) -> bool:
-        return not self.eof and self.pending + len(self.buffer) < self.capacity
-
-    def wants_write(self) -> bool:
-        return not self.done and (self.pending > 0 or bool(self.buffer))
-
-    def on_readable(self) -> bool:
-        """Read what src has; True if anything happened."""
-        try:
-            if self.pipe is not None:
-                try:
-                    n = os.splice(self.src.fileno(), self.pipe.w,
-                                  self.capacity - self.pending, flags=_SPLICE_FLAGS)
-                except OSError as exc:
-                    if exc.errno in _SPLICE_REFUSED and self.moved == 0 and self.pending == 0:
-                        self._to_readwrite()
-                        return self.on_readable()
-                    raise
-                self.pending += n
-            else:
-                data = self.src.recv(READ_SIZE - len(self.buffer))
-                n = len(data)
-                self.buffer += data
-        except (BlockingIOError, InterruptedError):
-            return False
-        except OSError as exc:
-            raise _SideFailed(self.src_name, exc) from exc
-        if n == 0:
-            self.eof = True
-        self._finish_if_drained()
-        return True
-
-    def on_writable(self) -> bool:
-        """Deliver what waits to dst; True if anything happened."""
-        try:
-            if self.pipe is not None and self.pending:
-                n = os.splice(self.pipe.r, self.dst.fileno(), self.pending,
-                              flags=_SPLICE_FLAGS)
-                self.pending -= n
-            elif self.buffer:
-                n = self.dst.send(self.buffer)
-                self.buffer = self.buffer[n:]
-            else:
-                n = 0
-        except (BlockingIOError, InterruptedError):
-            return False
-        except OSError as exc:
-            raise _SideFailed(self.dst_name, exc) from exc
-        self.moved += n
-        self._finish_if_drained()
-        return n > 0
-
-    def _finish_if_drained(self) -> None:
-        if self.eof and not self.done and self.pending == 0 and not self.buffer:
-            self.done = True
-            try:
-                # Half-close: the opposite direction goes on (moby #1598).
-                self.dst.shutdown(socket.SHUT_WR)
-            except OSError as exc:
-                if exc.errno != errno.ENOTCONN:
-                    raise _SideFailed(self.dst_name, exc) from exc
-
-    def _to_readwrite(self) -> None:
-        if self.pipe is not None:
-            pool.release(self.pipe, clean=True)
-        self.pipe = None
-        self.method = "readwrite"
-
-    def residue(self) -> bytes:
-        if self.pipe is not None and self.pending:
-            return self.pipe.drain(self.pending)
-        return self.buffer
-
-    def release(self) -> None:
-        if self.pipe is not None:
-            pool.release(self.pipe, clean=self.pending == 0)
-            self.pipe = None
-
-
-def _reset(sock: socket.socket) -> None:
+def reset(sock: socket.socket) -> None:
     """Abort *sock*: SO_LINGER 0 then close sends a RST, never a FIN."""
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     except OSError:
-        pass
+        pass  # already reset by its peer, or not TCP: closing is all there is to do
     sock.close()
 
 
-class Pump:
-    """The two directions of one relay and what ends it; shared by both drivers."""
+class PipeBudget:
+    """Splice pipes for relays: reused through their own pool, at most *limit* leased
+    at once (two per spliced connection).  Past the limit, or when pipe2 fails
+    (EMFILE), a direction gets no pipe and copies instead."""
 
-    def __init__(self, a: socket.socket, b: socket.socket, method: str) -> None:
-        if method not in ("auto", "splice", "readwrite"):
-            raise ValueError(f"method must be 'auto', 'splice' or 'readwrite', not {method!r}")
-        use_splice = method != "readwrite" and hasattr(os, "splice")
+    def __init__(self, limit: int = 1024, keep: int = 64) -> None:
+        self.limit = limit
+        self.pool = PipePool(keep)
+        self.leased = 0
+        self._lock = threading.Lock()
+
+    def lease(self) -> Pipe | None:
+        with self._lock:
+            if self.leased >= self.limit:
+                return None
+            self.leased += 1
+        try:
+            return self.pool.acquire()
+        except OSError:
+            with self._lock:
+                self.leased -= 1
+            return None
+
+    def give_back(self, pipe: Pipe, clean: bool) -> None:
+        with self._lock:
+            self.leased -= 1
+        self.pool.release(pipe, clean)
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+        self.leased = 0
+        self.pool._after_fork_in_child()
+
+
+#: The pipes every relay in this process shares (``zerocopy relay --max-pipes``).
+pipe_budget = PipeBudget()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=pipe_budget._after_fork_in_child)
+
+
+def _load_core_pump() -> Any:
+    try:
+        from .._core import RelayPump
+    except ImportError:  # the core is built on Linux only
+        return None
+    return RelayPump
+
+
+_CORE_PUMP = _load_core_pump()
+
+
+def _core_pump() -> Any:
+    """The core's RelayPump class, or None without the compiled core."""
+    return _CORE_PUMP
+
+
+def check_arguments(a: socket.socket, b: socket.socket, idle_timeout: float | None,
+                    method: str) -> None:
+    """The checks both implementations make before touching the sockets."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+    for name, sock in (("a", a), ("b", b)):
+        if not isinstance(sock, socket.socket):
+            raise TypeError(f"relay: {name} must be a socket.socket, not {type(sock).__name__}")
+        if sock.fileno() < 0:
+            raise ValueError(f"relay: {name} is closed")
+    if a.fileno() == b.fileno():
+        raise ValueError("relay: a and b are the same socket")
+    if idle_timeout is not None and idle_timeout <= 0:
+        raise ValueError("relay: idle_timeout must be > 0 or None")
+
+
+class Session:
+    """One relay between *a* and *b* in the core's pump, from setup to result."""
+
+    def __init__(self, pump_class: Any, a: socket.socket, b: socket.socket,
+                 idle_timeout: float | None, method: str) -> None:
         self.a, self.b = a, b
         self.started = time.monotonic()
-        self.blocking = (a.getblocking(), b.getblocking())
-        a.setblocking(False)
-        b.setblocking(False)
-        self.ab = Direction(a, b, "a", "b", use_splice)
-        self.ba = Direction(b, a, "b", "a", use_splice)
+        self.timeouts = (a.gettimeout(), b.gettimeout())
+        chosen = AUTO_METHOD if method == "auto" else method
+        self.pipes: list[Pipe | None] = [None, None]
+        try:
+            if chosen == "splice":
+                self.pipes = [pipe_budget.lease(), pipe_budget.lease()]
+            for sock, timeout in zip((a, b), self.timeouts):
+                if timeout != 0.0:  # an event loop's sockets are non-blocking already
+                    sock.setblocking(False)
+            ab, ba = self.pipes
+            self.pump = pump_class(
+                a.fileno(), b.fileno(),
+                ab.r if ab else -1, ab.w if ab else -1, ab.size if ab else 0,
+                ba.r if ba else -1, ba.w if ba else -1, ba.size if ba else 0,
+                COPY_BUFFER, -1.0 if idle_timeout is None else idle_timeout)
+        except BaseException:
+            self._give_back_pipes((0, 0))
+            self._restore()
+            raise
 
-    def finished(self) -> bool:
-        return self.ab.done and self.ba.done
+    def methods(self) -> tuple[RelayMethod, RelayMethod]:
+        splicing = self.pump.splicing
+        ab: RelayMethod = "splice" if splicing[0] else "readwrite"
+        ba: RelayMethod = "splice" if splicing[1] else "readwrite"
+        return ab, ba
 
     def result(self, ended: Ended) -> RelayResult:
-        self._restore()
-        return RelayResult(self.ab.moved, self.ba.moved, self.ab.method, self.ba.method,
-                           ended, time.monotonic() - self.started)
+        """The result so far; takes the residues out of the pipes (left clean)."""
+        residue = (self.pump.residue(0), self.pump.residue(1))
+        moved = self.pump.moved
+        methods = self.methods()
+        return RelayResult(moved[0], moved[1], methods[0], methods[1], ended,
+                           time.monotonic() - self.started, residue[0], residue[1])
 
-    def failure(self, failed: _SideFailed) -> RelayError:
+    def finish(self, code: int) -> RelayResult:
+        """Turn the pump's last run *code* into the result, or raise RelayError."""
+        if code == PUMP_FAILED:
+            raise self._failure()
+        result = self.result("eof" if code == PUMP_DONE else "idle")
+        self._give_back_pipes((0, 0))
+        self._restore()
+        return result
+
+    def interrupted(self, exc: BaseException) -> None:
+        """An exception from outside the pump (a signal handler's, cancellation): give
+        the pipes back, restore the sockets, and tell *exc* what had moved."""
+        result = self.result("interrupted")
+        self._give_back_pipes((0, 0))
+        self._restore()
+        exc.relay_result = result  # type: ignore[attr-defined]
+        exc.add_note(f"relay interrupted after a_to_b={result.a_to_b} "
+                     f"b_to_a={result.b_to_a} bytes")
+
+    def _failure(self) -> RelayError:
         """Reset both sockets (the healthy one with a RST) and build the error."""
-        exc = failed.exc
-        err = exc.errno or errno.EIO
-        residue_ab, residue_ba = self.ab.residue(), self.ba.residue()
-        self._release()
-        _reset(self.b if failed.side == "a" else self.a)
-        _reset(self.a if failed.side == "a" else self.b)
-        ended: Ended = "reset" if err in _ABORTS else "error"
-        error = _relay_error(err, f"relay: side {failed.side}: {os.strerror(err)}")
-        error.a_to_b, error.b_to_a = self.ab.moved, self.ba.moved
-        error.residue_a_to_b, error.residue_b_to_a = residue_ab, residue_ba
-        error.side, error.ended = failed.side, ended
+        side_index, err, call = self.pump.failure
+        side = "ab"[side_index]
+        residue = (self.pump.residue(0), self.pump.residue(1))
+        self._give_back_pipes((0, 0))  # drained by residue(): clean again
+        healthy, failed = (self.b, self.a) if side == "a" else (self.a, self.b)
+        reset(healthy)
+        reset(failed)
+        error = relay_error(err, f"relay: {call} on side {side}: {os.strerror(err)}")
+        moved = self.pump.moved
+        error.a_to_b, error.b_to_a = moved
+        error.residue_a_to_b, error.residue_b_to_a = residue
+        error.side = side
+        error.ended = "reset" if err in _ABORTS else "error"
         return error
 
-    def _release(self) -> None:
-        self.ab.release()
-        self.ba.release()
+    def _give_back_pipes(self, pending: tuple[int, int]) -> None:
+        for i, pipe in enumerate(self.pipes):
+            if pipe is not None:
+                pipe_budget.give_back(pipe, clean=pending[i] == 0)
+        self.pipes = [None, None]
 
     def _restore(self) -> None:
-        self._release()
-        for sock, blocking in zip((self.a, self.b), self.blocking):
-            if sock.fileno() >= 0:
-                sock.setblocking(blocking)
+        for sock, timeout in zip((self.a, self.b), self.timeouts):
+            if timeout != 0.0 and sock.fileno() >= 0:
+                sock.settimeout(timeout)
 
 
 def relay(a: socket.socket, b: socket.socket, *, idle_timeout: float | None = None,
@@ -270,60 +292,24 @@ def relay(a: socket.socket, b: socket.socket, *, idle_timeout: float | None = No
     close; both sockets are closed) and raises :class:`RelayError` carrying the bytes
     each way and the residue.  With *idle_timeout* seconds without a byte moving, the
     relay returns with ``ended == "idle"`` and leaves both sockets open.  *method*:
-    ``"auto"`` (splice through pooled pipes, read/write where splice is refused),
-    ``"splice"`` or ``"readwrite"``.
+    ``"auto"`` (see :data:`AUTO_METHOD`), ``"splice"`` through pooled pipes, or
+    ``"copy"`` (also spelt ``"readwrite"``): recv/send through a buffer of up to 1 MiB.
+
+    One loop in the compiled core serves both directions with the GIL released;
+    signal handlers still run every 50 ms at most, and an exception from one (Ctrl-C)
+    stops the relay with the sockets open and ``relay_result`` set on the exception.
 
     .. versionadded:: 0.2.0
     """
-    pump = Pump(a, b, method)
-    poller = select.poll()
-    last_progress = time.monotonic()
+    check_arguments(a, b, idle_timeout, method)
+    pump_class = _core_pump()
+    if pump_class is None:
+        from .portable import relay as portable_relay
+        return portable_relay(a, b, idle_timeout=idle_timeout, method=method)
+    session = Session(pump_class, a, b, idle_timeout, method)
     try:
-        while not pump.finished():
-            masks = _interest(pump)
-            for fd in (a.fileno(), b.fileno()):
-                if masks.get(fd):
-                    poller.register(fd, masks[fd])
-                else:
-                    try:
-                        poller.unregister(fd)
-                    except KeyError:
-                        pass
-            timeout_ms = None
-            if idle_timeout is not None:
-                left = idle_timeout - (time.monotonic() - last_progress)
-                if left <= 0:
-                    return pump.result("idle")
-                timeout_ms = max(1, int(left * 1000))
-            events = poller.poll(timeout_ms)
-            if _serve(pump, {fd: ev for fd, ev in events}):
-                last_progress = time.monotonic()
-    except _SideFailed as failed:
-        raise pump.failure(failed) from failed.exc
-    return pump.result("eof")
-
-
-def _interest(pump: Pump) -> dict[int, int]:
-    masks: dict[int, int] = {pump.a.fileno(): 0, pump.b.fileno(): 0}
-    for direction in (pump.ab, pump.ba):
-        if direction.wants_read():
-            masks[direction.src.fileno()] |= select.POLLIN
-        if direction.wants_write():
-            masks[direction.dst.fileno()] |= select.POLLOUT
-    return masks
-
-
-def _serve(pump: Pump, ready: dict[int, int]) -> bool:
-    """Run the directions whose sockets are ready; True if any byte or EOF moved.
-
-    POLLHUP and POLLERR count as readable and writable: the system call then says
-    what happened (EOF, ECONNRESET), so the error path stays one path."""
-    progress = False
-    for direction in (pump.ab, pump.ba):
-        src_ev = ready.get(direction.src.fileno(), 0)
-        if src_ev and direction.wants_read():
-            progress |= direction.on_readable()
-        dst_ev = ready.get(direction.dst.fileno(), 0)
-        if dst_ev and direction.wants_write():
-            progress |= direction.on_writable()
-    return progress
+        code = session.pump.run(False)
+    except BaseException as exc:
+        session.interrupted(exc)
+        raise
+    return session.finish(code)
