@@ -85,8 +85,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"cannot listen on {args.listen}: {exc.strerror or exc}") from None
     name = (f"unix:{listen[1]}" if listen[0] == "unix"
             else _show(server.getsockname()[:2]))
-    print(f"relaying {name} -> {' '.join(args.targets)}", flush=True)
-    return asyncio.run(_serve(server, targets, args))
+    return asyncio.run(_serve(server, targets, args,
+                              f"relaying {name} -> {' '.join(args.targets)}"))
 
 
 def _show(addr: tuple[str, int]) -> str:
@@ -171,11 +171,13 @@ class _Listener:
 
 
 async def _serve(server: socket.socket, targets: list[Endpoint],
-                 args: argparse.Namespace) -> int:
+                 args: argparse.Namespace, first_line: str) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # the first line only once SIGTERM drains: a script may send it as soon as it reads it
+    print(first_line, flush=True)
     order = itertools.cycle(range(len(targets)))
     resolved = [_numeric(t) for t in targets]
 

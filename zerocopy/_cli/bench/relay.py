@@ -26,7 +26,7 @@ import threading
 import time
 from typing import Any
 
-from .kit import Progress
+from .kit import Progress, cpu_model
 
 __all__ = ["measure", "table"]
 
@@ -44,14 +44,6 @@ def _port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _cpu_model() -> str:
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def _tree_cpu(pid: int) -> float:
@@ -152,7 +144,7 @@ def measure(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     reps = max(1, getattr(args, "reps", 2) or 2)
     skipped = {t: INSTALL[t] for t in ("iperf3", "taskset") if shutil.which(t) is None}
     if skipped:
-        return {"mode": "relay", "cpu": _cpu_model(), "skipped": skipped, "results": {},
+        return {"mode": "relay", "cpu": cpu_model(), "skipped": skipped, "results": {},
                 "errors": []}
     relays = [r for r in RELAYS if r == "direct" or r.startswith("zerocopy") or
               shutil.which("haproxy" if r == "haproxy" else "socat")]
@@ -187,7 +179,7 @@ def measure(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
                                             if r != "direct" else None)}
                    for label, v in samples[r].items()} | {"conn_s": statistics.median(conn[r])}
                for r in relays}
-    return {"mode": "relay", "cpu": _cpu_model(), "reps": reps, "skipped": skipped,
+    return {"mode": "relay", "cpu": cpu_model(), "reps": reps, "skipped": skipped,
             "results": results, "errors": []}
 
 
