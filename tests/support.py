@@ -21,8 +21,12 @@ import hashlib
 import json
 import os
 import pty
+import queue
 import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import tty
 from collections.abc import Callable, Coroutine
@@ -440,3 +444,87 @@ def bench_json(tmp: Path, *args: str) -> dict[str, Any]:
     report: dict[str, Any] = json.loads(out.read_text())
     assert status == 0, report
     return report
+
+
+# A relay process and the echo target behind it (tests/relay, tests/cli).
+
+RELAY_TIMEOUT = 20.0
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (just now)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Echo:
+    """A TCP server that echoes every byte back and half-closes on EOF, a thread per
+    connection; records how each connection's reads ended ("eof", "reset" or the error)."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0), backlog=256)
+        self.server.settimeout(RELAY_TIMEOUT)
+        self.port: int = self.server.getsockname()[1]
+        self.endings: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
+
+    def _echo(self, conn: socket.socket) -> None:
+        conn.settimeout(RELAY_TIMEOUT)
+        try:
+            while chunk := conn.recv(1 << 16):
+                conn.sendall(chunk)
+            self.endings.put("eof")
+            conn.shutdown(socket.SHUT_WR)
+        except ConnectionResetError:
+            self.endings.put("reset")
+        except OSError as exc:
+            self.endings.put(repr(exc))
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def start_relay(*argv: str) -> tuple[subprocess.Popen[str], int]:
+    """``zerocopy relay 127.0.0.1:PORT ARGV...`` once its first line says it relays."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-P", "-m", "zerocopy", "relay",
+                             f"127.0.0.1:{port}", *argv],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith(f"relaying 127.0.0.1:{port} -> "), line
+    return proc, port
+
+
+def stop_relay(proc: subprocess.Popen[str]) -> str:
+    """SIGTERM, exit 0, and what it logged."""
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=RELAY_TIMEOUT)
+    assert proc.returncode == 0, err
+    return err
+
+
+def echo_exchange(port: int, payload: bytes) -> bytes:
+    """Send *payload* to loopback *port*, half-close, and read until EOF."""
+    with socket.create_connection(("127.0.0.1", port), timeout=RELAY_TIMEOUT) as sock:
+        def send() -> None:
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
+        sender = threading.Thread(target=send)
+        sender.start()
+        got = bytearray()
+        while chunk := sock.recv(1 << 16):
+            got += chunk
+        sender.join(RELAY_TIMEOUT)
+    return bytes(got)

@@ -7,75 +7,18 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-TIMEOUT = 20.0
+from ..support import (RELAY_TIMEOUT, Echo, echo_exchange, free_port, start_relay,
+                       stop_relay)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Echo:
-    """A TCP server that echoes every byte back, then half-closes on EOF; records
-    what arrived first (to see a PROXY header)."""
-
-    def __init__(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.server.settimeout(TIMEOUT)
-        self.port = self.server.getsockname()[1]
-        self.first: list[bytes] = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while True:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
-
-    def _echo(self, conn: socket.socket) -> None:
-        with conn:
-            conn.settimeout(TIMEOUT)
-            first = True
-            while chunk := conn.recv(1 << 16):
-                if first:
-                    self.first.append(chunk)
-                    first = False
-                conn.sendall(chunk)
-            conn.shutdown(socket.SHUT_WR)
-
-    def close(self) -> None:
-        self.server.close()
-
-
-def start_relay(*argv: str) -> tuple[subprocess.Popen[str], int]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "zerocopy", "relay", f"127.0.0.1:{port}",
-                             *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert line.startswith(f"relaying 127.0.0.1:{port} -> "), line
-    return proc, port
-
-
-def stop(proc: subprocess.Popen[str]) -> str:
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=TIMEOUT)
-    assert proc.returncode == 0, err
-    return err
+TIMEOUT = RELAY_TIMEOUT
 
 
 @pytest.fixture
@@ -85,32 +28,16 @@ def echo() -> Iterator[Echo]:
     server.close()
 
 
-def _send_and_shut(sock: socket.socket, payload: bytes) -> None:
-    sock.sendall(payload)
-    sock.shutdown(socket.SHUT_WR)
-
-
-def exchange(port: int, payload: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
-        sender = threading.Thread(target=_send_and_shut, args=(sock, payload))
-        sender.start()
-        got = b""
-        while chunk := sock.recv(1 << 16):
-            got += chunk
-        sender.join(TIMEOUT)
-    return got
-
-
 def test_relay_round_trip_and_next_target(echo: Echo) -> None:
     dead = free_port()  # nothing listens: connection refused, next target
     proc, port = start_relay(f"127.0.0.1:{dead}", f"127.0.0.1:{echo.port}")
     try:
         for size in (0, 1, 3 << 20):
             payload = os.urandom(size)
-            assert hashlib.sha256(exchange(port, payload)).digest() == \
+            assert hashlib.sha256(echo_exchange(port, payload)).digest() == \
                 hashlib.sha256(payload).digest()
     finally:
-        err = stop(proc)
+        err = stop_relay(proc)
     assert "next target" in err
     assert f"-> 127.0.0.1:{echo.port} up={3 << 20} down={3 << 20}" in err
 
@@ -122,7 +49,7 @@ def test_all_targets_down_resets_the_client() -> None:
             with pytest.raises(ConnectionResetError):
                 sock.recv(10)
     finally:
-        err = stop(proc)
+        err = stop_relay(proc)
     assert "no-target" in err
 
 
@@ -141,16 +68,16 @@ def test_connection_limit_holds_the_second_client(echo: Echo) -> None:
         assert second.recv(10) == b"two"
         second.close()
     finally:
-        stop(proc)
+        stop_relay(proc)
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
 def test_send_proxy_header_reaches_the_target(echo: Echo, version: str) -> None:
     proc, port = start_relay(f"127.0.0.1:{echo.port}", "--send-proxy", version)
     try:
-        got = exchange(port, b"hello")
+        got = echo_exchange(port, b"hello")
     finally:
-        stop(proc)
+        stop_relay(proc)
     assert got.endswith(b"hello")
     if version == "v1":
         assert got.startswith(b"PROXY TCP4 127.0.0.1 127.0.0.1 ")
@@ -162,9 +89,9 @@ def test_send_proxy_header_reaches_the_target(echo: Echo, version: str) -> None:
 def test_accept_proxy_strips_the_header(echo: Echo) -> None:
     proc, port = start_relay(f"127.0.0.1:{echo.port}", "--accept-proxy")
     try:
-        got = exchange(port, b"PROXY TCP4 10.1.2.3 10.0.0.1 5555 80\r\npayload")
+        got = echo_exchange(port, b"PROXY TCP4 10.1.2.3 10.0.0.1 5555 80\r\npayload")
     finally:
-        err = stop(proc)
+        err = stop_relay(proc)
     assert got == b"payload" and "10.1.2.3:5555 -> " in err
 
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import queue
-import signal
 import socket
 import struct
 import subprocess
@@ -18,91 +16,22 @@ from collections.abc import Iterator
 
 import pytest
 
-TIMEOUT = 20.0
+from ..support import RELAY_TIMEOUT, Echo, echo_exchange, start_relay, stop_relay
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Echo:
-    """Echoes every byte back, half-closes on EOF; a thread per connection."""
-
-    def __init__(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0), backlog=256)
-        self.server.settimeout(TIMEOUT)
-        self.port = self.server.getsockname()[1]
-        #: how each connection ended, as the echo's reads saw it: "eof" or "reset"
-        self.endings: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self) -> None:
-        while True:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
-
-    def _echo(self, conn: socket.socket) -> None:
-        conn.settimeout(TIMEOUT)
-        try:
-            while chunk := conn.recv(1 << 16):
-                conn.sendall(chunk)
-            self.endings.put("eof")
-            conn.shutdown(socket.SHUT_WR)
-        except ConnectionResetError:
-            self.endings.put("reset")
-        except OSError as exc:
-            self.endings.put(repr(exc))
-        finally:
-            conn.close()
+TIMEOUT = RELAY_TIMEOUT
 
 
 @pytest.fixture
 def echo() -> Iterator[Echo]:
     server = Echo()
     yield server
-    server.server.close()
+    server.close()
 
 
 def auto_via() -> str:
     """What the log line says for --method auto."""
     from zerocopy._relay.pump import AUTO_METHOD
     return "splice" if AUTO_METHOD == "splice" else "copy"
-
-
-def start_relay(*argv: str) -> tuple[subprocess.Popen[str], int]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-P", "-m", "zerocopy", "relay",
-                             f"127.0.0.1:{port}", *argv],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    assert proc.stdout.readline().startswith(f"relaying 127.0.0.1:{port} -> ")
-    return proc, port
-
-
-def stop(proc: subprocess.Popen[str]) -> str:
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=TIMEOUT)
-    assert proc.returncode == 0, err
-    return err
-
-
-def exchange(port: int, payload: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
-        def send() -> None:
-            sock.sendall(payload)
-            sock.shutdown(socket.SHUT_WR)
-        sender = threading.Thread(target=send)
-        sender.start()
-        got = bytearray()
-        while chunk := sock.recv(1 << 16):
-            got += chunk
-        sender.join(TIMEOUT)
-    return bytes(got)
 
 
 @pytest.mark.parametrize("method", ["splice", "copy", "auto"])
@@ -112,7 +41,7 @@ def test_hundred_concurrent_connections_hashed(echo: Echo, method: str) -> None:
     results: dict[int, bytes] = {}
 
     def one(i: int) -> None:
-        results[i] = exchange(port, payloads[i])
+        results[i] = echo_exchange(port, payloads[i])
 
     try:
         threads = [threading.Thread(target=one, args=(i,)) for i in range(len(payloads))]
@@ -121,7 +50,7 @@ def test_hundred_concurrent_connections_hashed(echo: Echo, method: str) -> None:
         for t in threads:
             t.join(TIMEOUT)
     finally:
-        err = stop(proc)
+        err = stop_relay(proc)
     assert len(results) == 100
     for i, payload in enumerate(payloads):
         assert hashlib.sha256(results[i]).digest() == hashlib.sha256(payload).digest(), i
@@ -144,7 +73,7 @@ def test_client_reset_reaches_the_target_as_a_reset(echo: Echo, proxy: bool) -> 
         # The echo's next read sees the relay's RST, never a clean end of file.
         assert echo.endings.get(timeout=TIMEOUT) == "reset"
     finally:
-        err = stop(proc)
+        err = stop_relay(proc)
     assert "reset by client" in err
 
 
@@ -156,7 +85,7 @@ def test_idle_timeout_closes_a_quiet_pair(echo: Echo) -> None:
             assert client.recv(10) == b"x"
             assert client.recv(10) == b""  # closed by the relay after 0.3 s of nothing
     finally:
-        err = stop(proc)
+        err = stop_relay(proc)
     assert "up=1 down=1" in err and f" idle {auto_via()}\n" in err
 
 
@@ -165,9 +94,9 @@ def test_max_pipes_zero_copies_every_connection(echo: Echo) -> None:
                              "--max-pipes", "0")
     try:
         payload = os.urandom(3 << 20)
-        assert exchange(port, payload) == payload
+        assert echo_exchange(port, payload) == payload
     finally:
-        err = stop(proc)
+        err = stop_relay(proc)
     assert f"up={3 << 20} down={3 << 20}" in err and " eof copy\n" in err
 
 
