@@ -7,6 +7,8 @@ import asyncio
 import gzip
 import os
 import re
+import select
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -275,6 +277,30 @@ def test_oversized_headers_are_431(server: FileServer) -> None:
     raw = exchange(server.port, b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nX-Big: "
                    + b"a" * 20000 + b"\r\n\r\n")
     assert split_response(raw)[0] == 431
+
+
+def test_a_long_request_target_is_414(server: FileServer) -> None:
+    raw = exchange(server.port, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert split_response(raw)[0] == 414
+
+
+def test_a_long_target_in_pieces_is_414(server: FileServer) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET /")
+        for _ in range(10):  # 10 x 1 KiB of target, never its end
+            try:
+                sock.sendall(b"b" * 1024)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            if select.select([sock], [], [], 0.05)[0]:
+                break  # answered: stop before the close meets unread bytes
+        assert split_response(sock.recv(65536))[0] == 414
+
+
+def test_a_target_under_the_limit_is_served(server: FileServer) -> None:
+    raw = exchange(server.port, b"GET /hello.txt?" + b"q" * 7000
+                   + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert split_response(raw)[0] == 200
 
 
 def test_garbage_is_400(server: FileServer) -> None:

@@ -50,7 +50,8 @@ log = logging.getLogger("zerocopy.http")
 REASONS = {200: "OK", 206: "Partial Content", 301: "Moved Permanently",
            304: "Not Modified", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
            405: "Method Not Allowed", 408: "Request Timeout", 412: "Precondition Failed",
-           416: "Range Not Satisfiable", 431: "Request Header Fields Too Large",
+           414: "URI Too Long", 416: "Range Not Satisfiable",
+           431: "Request Header Fields Too Large",
            500: "Internal Server Error", 503: "Service Unavailable"}
 _ALLOW = "GET, HEAD"
 #: pipelined requests parsed ahead of the response in flight before reading pauses
@@ -66,7 +67,7 @@ _dup = os.dup  # (a seam: the tests make it fail as EMFILE would)
 
 class _Request:
     """One parsed request (the parser's callbacks fill it), or a refusal to answer
-    in its place (``failed``: 400, 408, 431), in order behind what came before."""
+    in its place (``failed``: 400, 408, 414, 431), in order behind what came before."""
 
     __slots__ = ("method", "target", "headers", "version", "keep_alive", "failed")
 
@@ -144,6 +145,7 @@ class Connection(asyncio.Protocol):
         self.request = _Request()
         self.head_bytes = 0
         self.too_large = False
+        self.too_large_status = 431  # 414 when it was the request target (RFC 9110 15.5.15)
         self.head_started = 0.0  # monotonic time of the head's first byte; 0: none
         self.received = 0  # bytes received on the connection
         self.received_before = 0  # ... before the chunk being parsed
@@ -154,7 +156,7 @@ class Connection(asyncio.Protocol):
         self.blocked = False  # the transport holds unsent bytes (pause_writing)
         self.watching = False  # add_writer is on for our fd
         self.reading = True
-        self.refused = False  # a 400/408/431 is queued: the rest of the input is ignored
+        self.refused = False  # a 400/408/414/431 is queued: the rest of the input is ignored
         self.closing = False
         self.closed = False
         self.ended = False  # the client sent EOF: close once what it asked is answered
@@ -231,7 +233,7 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             pass  # no upgrade is offered: the request is answered as plain HTTP
         except httptools.HttpParserError:
-            self._refuse(431 if self.too_large else 400)
+            self._refuse(self.too_large_status if self.too_large else 400)
             return
         if self.head_started:
             # the parser buffers a header until it ends: count the raw bytes of a
@@ -243,7 +245,7 @@ class Connection(asyncio.Protocol):
             if self.head_raw > self.config.max_header_bytes:
                 self.too_large = True
         if self.too_large:
-            self._refuse(431)
+            self._refuse(self.too_large_status)
             return
         if len(self.queue) > _MAX_QUEUED and self.reading:
             self._pause_reading()  # a client pipelining faster than it reads
@@ -272,7 +274,9 @@ class Connection(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
-        self.request.target += url
+        self.request.target += url  # (the parser may hand a long target over in pieces)
+        if len(self.request.target) > self.config.max_request_target:
+            self.too_large, self.too_large_status = True, 414
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._count(len(name) + len(value) + 4)
@@ -290,7 +294,7 @@ class Connection(asyncio.Protocol):
         self.head_started = 0.0
 
     def on_message_complete(self) -> None:
-        if not self.too_large:  # (the 431 goes in its place)
+        if not self.too_large:  # (the 414 or 431 goes in its place)
             self.queue.append(self.request)
 
     # -- the server's sweep (timeouts and rates) ---------------------------------

@@ -70,6 +70,8 @@ class ServeConfig:
     cache_control: str | None = None
     #: ranges allowed in one request; more and the header is ignored (nginx's max_ranges)
     max_ranges: int = 16
+    #: bytes of the request target (the URL) before a 414 (nginx's 8 KiB line buffer)
+    max_request_target: int = 8 * 1024
     #: bytes of request line plus headers before a 431 (slowloris and memory)
     max_header_bytes: int = 16 * 1024
     #: seconds from a request's first byte to its last header (slowloris): else 408
