@@ -53,7 +53,7 @@ class ZeroCopyError(OSError):
         # cannot be found by name in another process: rebuild it from the public kind
         # and the errno there, then restore the attributes (.transferred, .residue,
         # notes).  Without this a ProcessPoolExecutor's future never gets the error.
-        kind = next(c for c in type(self).__mro__ if c in _KINDS)
+        kind = type(self).__dict__.get("_zerocopy_kind", type(self))
         return (_rebuild, (kind, self.args), self.__dict__)
 
 
@@ -122,9 +122,6 @@ class MethodDeclined(Exception):
         self.reason = reason
 
 
-_KINDS = (TransferError, UnsupportedTransfer, ZeroCopyError)
-
-
 def _rebuild(kind: type[ZeroCopyError], args: tuple[object, ...]) -> ZeroCopyError:
     """The unpickling half of :meth:`ZeroCopyError.__reduce__`."""
     err = args[0] if args and isinstance(args[0], int) else 0
@@ -147,7 +144,8 @@ def _mixed_class(kind: type[_E], builtin: type[OSError]) -> type[_E]:
     key = (kind, builtin)
     cls = _mixed.get(key)
     if cls is None:
-        cls = type(kind.__name__, (kind, builtin), {"__module__": kind.__module__})
+        cls = type(kind.__name__, (kind, builtin),
+                   {"__module__": kind.__module__, "_zerocopy_kind": kind})
         cls.__qualname__ = f"{kind.__qualname__}[{builtin.__name__}]"
         _mixed[key] = cls
     return cls  # type: ignore[return-value]

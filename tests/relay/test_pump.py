@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import pickle
 import random
 import socket
 import struct
@@ -164,6 +165,11 @@ def test_reset_on_one_side_resets_the_other(use_async: bool, implementation: str
     assert isinstance(error, zerocopy.RelayError)
     assert isinstance(error, ConnectionResetError)
     assert (error.a_to_b, error.b_to_a, error.side, error.ended) == (1000, 0, "a", "reset")
+    # it crosses a process boundary intact (a ProcessPoolExecutor's future, say)
+    again = pickle.loads(pickle.dumps(error))
+    assert isinstance(again, zerocopy.RelayError) and isinstance(again, ConnectionResetError)
+    assert (again.errno, str(again)) == (error.errno, str(error))
+    assert (again.a_to_b, again.b_to_a, again.side, again.ended) == (1000, 0, "a", "reset")
     server.close()
 
 

@@ -193,7 +193,7 @@ class Pump:
         reset(self.b if failed.side == "a" else self.a)
         reset(self.a if failed.side == "a" else self.b)
         ended: Ended = "reset" if err in _ABORTS else "error"
-        error = relay_error(err, f"relay: side {failed.side}: {os.strerror(err)}")
+        error = relay_error(err, f"relay: side {failed.side}")
         error.a_to_b, error.b_to_a = self.ab.moved, self.ba.moved
         error.residue_a_to_b, error.residue_b_to_a = residue_ab, residue_ba
         error.side, error.ended = failed.side, ended

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .._constants import RW_BUFFER_MAX
-from .._errors import ZeroCopyError, _builtin_class
+from .._errors import ZeroCopyError, error_from_errno
 from .._pipes import Pipe, PipePool
 
 __all__ = ["AUTO_METHOD", "PipeBudget", "RelayError", "RelayResult", "Session",
@@ -96,21 +96,10 @@ class RelayError(ZeroCopyError):
     ended: Ended = "error"
 
 
-_error_classes: dict[int, type[RelayError]] = {}
-
-
-def relay_error(err: int, message: str) -> RelayError:
-    """A RelayError that is also the builtin OSError subclass for *err*."""
-    builtin = _builtin_class(err)
-    cls = _error_classes.get(err)
-    if cls is None:
-        if builtin is OSError:
-            cls = RelayError
-        else:
-            cls = type(f"RelayError[{builtin.__name__}]", (RelayError, builtin), {})
-            cls.__module__ = "zerocopy"
-        _error_classes[err] = cls
-    return cls(err, message)
+def relay_error(err: int, detail: str) -> RelayError:
+    """A RelayError that is also the builtin OSError subclass for *err*, its message
+    *detail* and the errno's text (pickles like every ZeroCopyError)."""
+    return error_from_errno(err, detail, kind=RelayError)
 
 
 def reset(sock: socket.socket) -> None:
@@ -263,7 +252,7 @@ class Session:
         healthy, failed = (self.b, self.a) if side == "a" else (self.a, self.b)
         reset(healthy)
         reset(failed)
-        error = relay_error(err, f"relay: {call} on side {side}: {os.strerror(err)}")
+        error = relay_error(err, f"relay: {call} on side {side}")
         moved = self.pump.moved
         error.a_to_b, error.b_to_a = moved
         error.residue_a_to_b, error.residue_b_to_a = residue
