@@ -206,7 +206,7 @@ class Session:
                 ba.r if ba else -1, ba.w if ba else -1, ba.size if ba else 0,
                 COPY_BUFFER, -1.0 if idle_timeout is None else idle_timeout)
         except BaseException:
-            self._give_back_pipes((0, 0))
+            self._give_back_pipes()
             self._restore()
             raise
 
@@ -229,7 +229,7 @@ class Session:
         if code == PUMP_FAILED:
             raise self._failure()
         result = self.result("eof" if code == PUMP_DONE else "idle")
-        self._give_back_pipes((0, 0))
+        self._give_back_pipes()
         self._restore()
         return result
 
@@ -237,7 +237,7 @@ class Session:
         """An exception from outside the pump (a signal handler's, cancellation): give
         the pipes back, restore the sockets, and tell *exc* what had moved."""
         result = self.result("interrupted")
-        self._give_back_pipes((0, 0))
+        self._give_back_pipes()
         self._restore()
         exc.relay_result = result  # type: ignore[attr-defined]
         exc.add_note(f"relay interrupted after a_to_b={result.a_to_b} "
@@ -248,7 +248,7 @@ class Session:
         side_index, err, call = self.pump.failure
         side = "ab"[side_index]
         residue = (self.pump.residue(0), self.pump.residue(1))
-        self._give_back_pipes((0, 0))  # drained by residue(): clean again
+        self._give_back_pipes()
         healthy, failed = (self.b, self.a) if side == "a" else (self.a, self.b)
         reset(healthy)
         reset(failed)
@@ -260,10 +260,12 @@ class Session:
         error.ended = "reset" if err in _ABORTS else "error"
         return error
 
-    def _give_back_pipes(self, pending: tuple[int, int]) -> None:
-        for i, pipe in enumerate(self.pipes):
+    def _give_back_pipes(self) -> None:
+        # Clean: each caller has taken the bytes out with residue() first, or the
+        # pump never ran.
+        for pipe in self.pipes:
             if pipe is not None:
-                pipe_budget.give_back(pipe, clean=pending[i] == 0)
+                pipe_budget.give_back(pipe, clean=True)
         self.pipes = [None, None]
 
     def _restore(self) -> None:
