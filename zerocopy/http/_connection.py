@@ -691,24 +691,25 @@ class Connection(asyncio.Protocol):
                 f"{name}: {value}\r\n".encode("latin-1") for name, value in headers)
         return rep.head200
 
+    def _whole(self, rep: Representation) -> _Response:
+        """The full 200 for *rep*, its constant header lines built once."""
+        return _Response(200, rep=rep, spans=[Span(0, rep.size - 1)] if rep.size else [],
+                         length=rep.size, fixed=self._fixed_head(rep))
+
     def _file(self, request: _Request, rep: Representation) -> _Response:
         """The response for *rep*; the response owns it (and closes it when done)."""
         headers = request.headers
         if _CONDITIONAL.isdisjoint(headers):  # the common case: a plain full GET
-            return _Response(200, rep=rep, spans=[Span(0, rep.size - 1)] if rep.size else [],
-                             length=rep.size, fixed=self._fixed_head(rep))
+            return self._whole(rep)
         fields = self._validator_headers(rep)
         status = precondition_status(rep, headers)
         if status is not None:
-            if status == 412:
-                rep.close()
-                return _plain(412)
             rep.close()
-            return _Response(304, fields)  # validators, no body (RFC 9110 15.4.5)
+            # a 304 keeps the validators and has no body (RFC 9110 15.4.5)
+            return _plain(412) if status == 412 else _Response(304, fields)
         spans = self._ranges(request, rep)
         if spans is None:
-            return _Response(200, rep=rep, spans=[Span(0, rep.size - 1)] if rep.size else [],
-                             length=rep.size, fixed=self._fixed_head(rep))
+            return self._whole(rep)
         fields.append(("Accept-Ranges", "bytes"))
         if not spans:
             rep.close()
