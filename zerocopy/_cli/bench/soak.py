@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,27 +188,24 @@ class _Soak:
                 return dst.read(), moved
         if shape == "file->socket":
             a, b = socket.socketpair()
-            out: list[bytes] = []
-            drain = threading.Thread(target=_recv_all, args=(b, out))
-            drain.start()
-            with open(self.src_path, "rb") as src:
-                try:
-                    moved = zerocopy.transfer(src, a, size, backend=be, timeout=30).transferred
-                finally:
-                    a.close()
-            drain.join()
-            return out[0], moved
+            return self._file_to_stream(a, a.close, b.detach(), size, be)
         r, w = os.pipe()
-        pipe_out: list[bytes] = []
-        drain = threading.Thread(target=_read_all, args=(r, pipe_out))
+        return self._file_to_stream(w, lambda: os.close(w), r, size, be)
+
+    def _file_to_stream(self, dst: object, close_dst: Callable[[], None], read_fd: int,
+                        size: int, be: Any) -> tuple[bytes, int]:
+        """*size* bytes of the source into *dst* (a socket or a pipe's write end) while
+        a thread reads *read_fd*, its other end, to EOF; what arrived and the count."""
+        out: list[bytes] = []
+        drain = threading.Thread(target=_read_all, args=(read_fd, out))
         drain.start()
         with open(self.src_path, "rb") as src:
             try:
-                moved = zerocopy.transfer(src, w, size, backend=be, timeout=30).transferred
+                moved = zerocopy.transfer(src, dst, size, backend=be, timeout=30).transferred
             finally:
-                os.close(w)
+                close_dst()
         drain.join()
-        return pipe_out[0], moved
+        return out[0], moved
 
     async def one_async(self, shape: str, backend: str, size: int) -> None:
         """A file -> file transfer on the event loop (atransfer), checked."""
