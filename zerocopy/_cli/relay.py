@@ -28,8 +28,7 @@ from typing import Any
 from .. import RelayError
 from .._relay.aio import arelay
 from .._relay.aio import start as relay_start
-from .._relay.pump import RelayResult
-from .._relay.pump import AUTO_METHOD, pipe_budget
+from .._relay.pump import AUTO_METHOD, METHODS, RelayResult, pipe_budget
 from .._relay.proxy_protocol import ProxyProtocolError, encode_v1, encode_v2, header_length, parse
 from .common import CommandError, parse_endpoint
 
@@ -59,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="send a PROXY protocol header to the target")
     parser.add_argument("--accept-proxy", action="store_true",
                         help="read a PROXY protocol header (v1 or v2) from each client")
-    parser.add_argument("--method", choices=("auto", "splice", "copy", "readwrite"),
+    parser.add_argument("--method", choices=METHODS,
                         default="auto",
                         help="how bytes move: splice through pooled pipes, or copy with "
                              "recv/send through a buffer of up to 1 MiB (readwrite: the same); "
@@ -215,18 +214,18 @@ def _start_at_once(loop: asyncio.AbstractEventLoop, client: socket.socket, peer:
         return None
     started = time.monotonic()
     family, address = target
-    upstream = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
     try:
-        if family != socket.AF_UNIX:
-            upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        err = upstream.connect_ex(address)  # type: ignore[arg-type]
-        if err in (errno.EINPROGRESS, errno.EAGAIN) and _established(upstream):
-            err = 0
-        driver = None if err else relay_start(loop, client, upstream, args.idle_timeout,
-                                               args.method)
+        upstream, err = _begin_connect(family, address)
     except OSError:
-        driver = None
+        return None
+    driver = None
+    if not err:
+        try:
+            if family != socket.AF_UNIX:
+                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            driver = relay_start(loop, client, upstream, args.idle_timeout, args.method)
+        except OSError:
+            pass
     if driver is None:
         upstream.close()  # the task connects again, and says why it could not
         return None
@@ -291,33 +290,41 @@ async def _connect(target: Endpoint, resolved: tuple[int, object] | None,
                                            type=socket.SOCK_STREAM)
         resolved = int(infos[0][0]), infos[0][4]
     family, address = resolved
-    sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+    # One writer watch and one timer while the handshake goes on, where
+    # ``asyncio.timeout`` around ``loop.sock_connect`` costs a future, a done callback
+    # and a timeout object more per connection (profiled: issue 10's conn/s).
+    sock, err = _begin_connect(family, address)
     try:
-        if family != socket.AF_UNIX:
-            # Small writes (a request, an echo) go out at once, as haproxy's do.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        await _connected(loop, sock, address, timeout)
+        if err == errno.EINPROGRESS:
+            await _writable(loop, sock, timeout)
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            raise OSError(err, os.strerror(err))
     except BaseException:
         sock.close()
         raise
     return sock
 
 
-async def _connected(loop: asyncio.AbstractEventLoop, sock: socket.socket, address: object,
-                     timeout: float) -> None:
-    """Connect the non-blocking *sock*: one writer watch and one timer, where
-    ``asyncio.timeout`` around ``loop.sock_connect`` costs a future, a done callback
-    and a timeout object more per connection (profiled: issue 10's conn/s)."""
-    err = sock.connect_ex(address)  # type: ignore[arg-type]
-    if err in (errno.EINPROGRESS, errno.EAGAIN):
-        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        # On loopback the handshake is done inside connect (the SYN and SYN-ACK are
-        # processed before the call returns): no writer wait, one loop pass less.
-        if err == 0 and not _established(sock):
-            await _writable(loop, sock, timeout)
+def _begin_connect(family: int, address: object) -> tuple[socket.socket, int]:
+    """A non-blocking socket connecting to *address*, and how far it got: 0 when
+    connected, EINPROGRESS while the handshake goes on, else the error.  On loopback
+    the handshake is done inside connect (the SYN and SYN-ACK are processed before
+    the call returns), so there is no writer wait at all, one loop pass less."""
+    sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+    try:
+        if family != socket.AF_UNIX:
+            # Small writes (a request, an echo) go out at once, as haproxy's do.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        err = sock.connect_ex(address)  # type: ignore[arg-type]
+        if err in (errno.EINPROGRESS, errno.EAGAIN):
             err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-    if err:
-        raise OSError(err, os.strerror(err))
+            if err == 0 and not _established(sock):
+                err = errno.EINPROGRESS
+    except BaseException:
+        sock.close()
+        raise
+    return sock, err
 
 
 async def _writable(loop: asyncio.AbstractEventLoop, sock: socket.socket,
