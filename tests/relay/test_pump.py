@@ -21,6 +21,7 @@ import pytest
 
 import zerocopy
 from zerocopy._relay import aio as relay_aio
+from zerocopy._relay import common as relay_common
 from zerocopy._relay import pump as relay_pump
 
 TIMEOUT = 20.0
@@ -215,10 +216,10 @@ def test_hundred_concurrent_arelays_fd_count_flat(method: str, implementation: s
 
     asyncio.run(main())
     # Pooled pipes may stay idle (two fds each, at most the pool's limit).
-    pool = relay_pump.pipe_budget.pool
+    pool = relay_common.pipe_budget.pool
     leftover = open_fds() - zerocopy_pool_before
     assert leftover <= 2 * pool.limit
-    assert relay_pump.pipe_budget.leased == 0
+    assert relay_common.pipe_budget.leased == 0
     pool.clear()
     assert open_fds() <= zerocopy_pool_before
 
@@ -296,7 +297,7 @@ def test_idle_hands_back_the_residue(method: str, implementation: str) -> None:
     assert result.residue_a_to_b
     assert result.residue_a_to_b == sent[result.a_to_b:result.a_to_b + len(result.residue_a_to_b)]
     assert relay_a.gettimeout() == TIMEOUT and relay_b.gettimeout() == TIMEOUT
-    assert relay_pump.pipe_budget.leased == 0
+    assert relay_common.pipe_budget.leased == 0
     for s in (client, relay_a, relay_b, server):
         s.close()
 
@@ -328,7 +329,7 @@ def test_signal_handler_stops_blocking_relay_with_counts(implementation: str) ->
     assert took < 5.0
     result = caught.value.relay_result  # type: ignore[attr-defined]
     assert (result.a_to_b, result.b_to_a, result.ended) == (1000, 0, "interrupted")
-    assert relay_pump.pipe_budget.leased == 0
+    assert relay_common.pipe_budget.leased == 0
     got = b""
     while len(got) < 1000:
         got += server.recv(1000)
@@ -354,14 +355,14 @@ def test_bad_arguments_are_refused_before_anything_moves() -> None:
 
 def test_pipe_budget_bounds_spliced_directions(monkeypatch: pytest.MonkeyPatch) -> None:
     """Past the budget's limit a direction copies instead of making a pipe."""
-    monkeypatch.setattr(relay_pump.pipe_budget, "limit", 1)
+    monkeypatch.setattr(relay_common.pipe_budget, "limit", 1)
     a, a_peer = tcp_pair()
     b, b_peer = tcp_pair()
     a_peer.shutdown(socket.SHUT_WR)
     b_peer.shutdown(socket.SHUT_WR)
     result = zerocopy.relay(a, b, method="splice")
     assert (result.method_a_to_b, result.method_b_to_a) == ("splice", "readwrite")
-    assert relay_pump.pipe_budget.leased == 0
+    assert relay_common.pipe_budget.leased == 0
     for s in (a, a_peer, b, b_peer):
         s.close()
 

@@ -30,7 +30,7 @@ def echo() -> Iterator[Echo]:
 
 def auto_via() -> str:
     """What the log line says for --method auto."""
-    from zerocopy._relay.pump import AUTO_METHOD
+    from zerocopy._relay.common import AUTO_METHOD
     return "splice" if AUTO_METHOD == "splice" else "copy"
 
 

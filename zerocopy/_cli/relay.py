@@ -28,7 +28,7 @@ from typing import Any
 from .. import RelayError
 from .._relay.aio import arelay
 from .._relay.aio import start as relay_start
-from .._relay.pump import AUTO_METHOD, METHODS, RelayResult, pipe_budget
+from .._relay.common import AUTO_METHOD, METHODS, RelayResult, pipe_budget
 from .._relay.proxy_protocol import ProxyProtocolError, encode_v1, encode_v2, header_length, parse
 from .common import CommandError, parse_endpoint
 

@@ -3,8 +3,8 @@ sockets, with splice through pooled pipes and read/write when splice is refused.
 
 from __future__ import annotations
 
-from .pump import RelayError as RelayError
-from .pump import RelayResult as RelayResult
+from .common import RelayError as RelayError
+from .common import RelayResult as RelayResult
 from .pump import relay as relay
 
 __all__ = ["RelayError", "RelayResult", "relay"]

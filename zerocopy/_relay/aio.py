@@ -17,8 +17,8 @@ import asyncio
 import select
 import socket
 
-from .pump import (PUMP_BLOCKED, PUMP_IDLE, PUMP_YIELD, RelayResult, Session, _core_pump,
-                   check_arguments)
+from .common import RelayResult, check_arguments
+from .pump import PUMP_BLOCKED, PUMP_IDLE, PUMP_YIELD, Session, _core_pump
 
 __all__ = ["arelay", "start"]
 

@@ -10,7 +10,7 @@ The same rules as ``zerocopy._relay.pump`` (its module doc says why each):
   ``SO_LINGER`` 0 on the other and closes it, so the peer sees a RST too.
 * Bytes already read but not delivered (in a splice pipe or a buffer) are handed back
   as each direction's residue on the error, never dropped.
-* Splice pipes are leased from ``pump.pipe_budget``; a pipe that may still hold bytes
+* Splice pipes are leased from ``common.pipe_budget``; a pipe that may still hold bytes
   is closed, not pooled.
 
 The blocking form is a ``poll`` loop over non-blocking splice where ``os.splice``
@@ -27,7 +27,7 @@ import socket
 import time
 
 from .._pipes import Pipe
-from .pump import Ended, RelayError, RelayMethod, RelayResult, pipe_budget, relay_error, reset
+from .common import Ended, RelayError, RelayMethod, RelayResult, pipe_budget, relay_failure, reset
 
 __all__ = ["Direction", "Pump", "relay"]
 
@@ -35,8 +35,6 @@ __all__ = ["Direction", "Pump", "relay"]
 READ_SIZE = 1 << 18
 #: errno values that mean "splice cannot serve this pair" before any byte moved.
 _SPLICE_REFUSED = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF})
-#: errno values that mean the peer aborted the connection.
-_ABORTS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ETIMEDOUT})
 _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
 
 
@@ -192,12 +190,8 @@ class Pump:
         self._release()
         reset(self.b if failed.side == "a" else self.a)
         reset(self.a if failed.side == "a" else self.b)
-        ended: Ended = "reset" if err in _ABORTS else "error"
-        error = relay_error(err, f"relay: side {failed.side}")
-        error.a_to_b, error.b_to_a = self.ab.moved, self.ba.moved
-        error.residue_a_to_b, error.residue_b_to_a = residue_ab, residue_ba
-        error.side, error.ended = failed.side, ended
-        return error
+        return relay_failure(err, f"relay: side {failed.side}", failed.side,
+                             (self.ab.moved, self.ba.moved), (residue_ab, residue_ba))
 
     def _release(self) -> None:
         self.ab.release()

@@ -12,7 +12,7 @@ import asyncio
 import socket
 
 from .portable import Pump, _SideFailed
-from .pump import RelayResult
+from .common import RelayResult
 
 __all__ = ["arelay"]
 

@@ -11,7 +11,7 @@ Rules (each one a bug some proxy shipped):
   ``SO_LINGER`` 0 on the other and closes it, so that peer sees a RST too.
 * Bytes already read but not delivered (in a splice pipe or a buffer) are handed back
   as each direction's residue on the error, never dropped.
-* Splice pipes are pooled and bounded: at most :data:`pipe_budget`.limit exist for
+* Splice pipes are pooled and bounded: at most ``common.pipe_budget.limit`` exist for
   relays at once (haproxy's ``maxpipes``); a direction that gets none copies.
 
 :class:`Session` is what the blocking and the asyncio forms share: it checks the
@@ -23,132 +23,24 @@ pump and turns what the pump says into a :class:`RelayResult` or a
 
 from __future__ import annotations
 
-import errno
-import os
 import socket
-import struct
-import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from .._constants import RW_BUFFER_MAX
-from .._errors import ZeroCopyError, error_from_errno
-from .._pipes import Pipe, PipePool
+from .._pipes import Pipe
+from .common import (AUTO_METHOD, Ended, RelayError, RelayMethod, RelayResult,
+                     check_arguments, pipe_budget, relay_failure, reset)
 
-__all__ = ["AUTO_METHOD", "PipeBudget", "RelayError", "RelayResult", "Session",
-           "pipe_budget", "relay"]
-
-Ended = Literal["eof", "reset", "idle", "error", "interrupted"]
-RelayMethod = Literal["splice", "readwrite"]
+__all__ = ["COPY_BUFFER", "Session", "relay"]
 
 #: The run codes of the core's RelayPump.run (_core_include/relay.pxi).
 PUMP_DONE, PUMP_BLOCKED, PUMP_FAILED, PUMP_IDLE, PUMP_YIELD = 0, 1, 2, 3, 5
 
-#: What ``method="auto"`` uses: the winner of the interleaved splice-against-copy
-#: measurement in docs/relay.md ("Splice or copy"): copy moved more Gbit/s in five of
-#: six columns over two runs; splice used less CPU per GB in all six.
-AUTO_METHOD: RelayMethod = "readwrite"
 #: The copy method's largest buffer per direction: as large as a splice pipe, so both
 #: make the same number of system calls per byte.  It starts at 64 KiB and doubles
 #: each time a read fills it, so a connection that carries little never holds 1 MiB.
 COPY_BUFFER = RW_BUFFER_MAX
-#: Names *method* may take; "copy" and "readwrite" are the same recv/send loop.
-METHODS = ("auto", "splice", "copy", "readwrite")
-#: errno values that mean the peer aborted the connection.
-_ABORTS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ETIMEDOUT})
-
-
-@dataclass(frozen=True)
-class RelayResult:
-    """What a relay moved and how it ended.
-
-    ``ended`` is ``"eof"`` when both directions saw EOF and delivered everything,
-    ``"idle"`` when the idle timeout stopped it (sockets left open for the caller),
-    ``"interrupted"`` on the ``relay_result`` of an exception that stopped it (a
-    signal handler's, cancellation).  After ``"idle"`` and ``"interrupted"`` the
-    residues hold the bytes read from one side and not yet delivered to the other.
-    """
-
-    a_to_b: int
-    b_to_a: int
-    method_a_to_b: RelayMethod
-    method_b_to_a: RelayMethod
-    ended: Ended
-    seconds: float
-    residue_a_to_b: bytes = b""
-    residue_b_to_a: bytes = b""
-
-
-class RelayError(ZeroCopyError):
-    """A relay stopped on an error (a reset, a refused write).
-
-    Carries the bytes each way, each direction's residue (read, not delivered) and
-    ``side``: ``"a"`` or ``"b"``, the socket that failed.  Each instance is also the
-    builtin subclass for its errno (``ConnectionResetError`` for a reset).
-    """
-
-    a_to_b: int = 0
-    b_to_a: int = 0
-    residue_a_to_b: bytes = b""
-    residue_b_to_a: bytes = b""
-    side: str = ""
-    ended: Ended = "error"
-
-
-def relay_error(err: int, detail: str) -> RelayError:
-    """A RelayError that is also the builtin OSError subclass for *err*, its message
-    *detail* and the errno's text (pickles like every ZeroCopyError)."""
-    return error_from_errno(err, detail, kind=RelayError)
-
-
-def reset(sock: socket.socket) -> None:
-    """Abort *sock*: SO_LINGER 0 then close sends a RST, never a FIN."""
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass  # already reset by its peer, or not TCP: closing is all there is to do
-    sock.close()
-
-
-class PipeBudget:
-    """Splice pipes for relays: reused through their own pool, at most *limit* leased
-    at once (two per spliced connection).  Past the limit, or when pipe2 fails
-    (EMFILE), a direction gets no pipe and copies instead."""
-
-    def __init__(self, limit: int = 1024, keep: int = 64) -> None:
-        self.limit = limit
-        self.pool = PipePool(keep)
-        self.leased = 0
-        self._lock = threading.Lock()
-
-    def lease(self) -> Pipe | None:
-        with self._lock:
-            if self.leased >= self.limit:
-                return None
-            self.leased += 1
-        try:
-            return self.pool.acquire()
-        except OSError:
-            with self._lock:
-                self.leased -= 1
-            return None
-
-    def give_back(self, pipe: Pipe, clean: bool) -> None:
-        with self._lock:
-            self.leased -= 1
-        self.pool.release(pipe, clean)
-
-    def _after_fork_in_child(self) -> None:
-        self._lock = threading.Lock()
-        self.leased = 0
-        self.pool._after_fork_in_child()
-
-
-#: The pipes every relay in this process shares (``zerocopy relay --max-pipes``).
-pipe_budget = PipeBudget()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=pipe_budget._after_fork_in_child)
 
 
 def _load_core_pump() -> Any:
@@ -165,22 +57,6 @@ _CORE_PUMP = _load_core_pump()
 def _core_pump() -> Any:
     """The core's RelayPump class, or None without the compiled core."""
     return _CORE_PUMP
-
-
-def check_arguments(a: socket.socket, b: socket.socket, idle_timeout: float | None,
-                    method: str) -> None:
-    """The checks both implementations make before touching the sockets."""
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
-    for name, sock in (("a", a), ("b", b)):
-        if not isinstance(sock, socket.socket):
-            raise TypeError(f"relay: {name} must be a socket.socket, not {type(sock).__name__}")
-        if sock.fileno() < 0:
-            raise ValueError(f"relay: {name} is closed")
-    if a.fileno() == b.fileno():
-        raise ValueError("relay: a and b are the same socket")
-    if idle_timeout is not None and idle_timeout <= 0:
-        raise ValueError("relay: idle_timeout must be > 0 or None")
 
 
 class Session:
@@ -252,13 +128,8 @@ class Session:
         healthy, failed = (self.b, self.a) if side == "a" else (self.a, self.b)
         reset(healthy)
         reset(failed)
-        error = relay_error(err, f"relay: {call} on side {side}")
-        moved = self.pump.moved
-        error.a_to_b, error.b_to_a = moved
-        error.residue_a_to_b, error.residue_b_to_a = residue
-        error.side = side
-        error.ended = "reset" if err in _ABORTS else "error"
-        return error
+        return relay_failure(err, f"relay: {call} on side {side}", side, self.pump.moved,
+                             residue)
 
     def _give_back_pipes(self) -> None:
         # Clean: each caller has taken the bytes out with residue() first, or the
