@@ -24,7 +24,7 @@ import pytest
 import zerocopy
 from zerocopy._backends import BACKENDS, BackendName
 
-from .support import tcp_pair, unix_pair
+from .support import Echo, tcp_pair, unix_pair
 
 def pytest_configure(config: pytest.Config) -> None:
     """``python -m pytest`` from the repository root puts the source tree first on
@@ -98,3 +98,11 @@ def loop_factory(request: pytest.FixtureRequest) -> Callable[[], asyncio.Abstrac
     default and uvloop; uvloop is skipped with the reason when it does not import."""
     factory: Callable[[], asyncio.AbstractEventLoop] = request.param
     return factory
+
+
+@pytest.fixture
+def echo() -> Iterator[Echo]:
+    """An echo server on loopback (``support.Echo``), for the relay's tests."""
+    server = Echo()
+    yield server
+    server.close()

@@ -10,7 +10,6 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,13 +18,6 @@ from ..support import (RELAY_TIMEOUT, Echo, echo_exchange, free_port, start_rela
                        stop_relay)
 
 TIMEOUT = RELAY_TIMEOUT
-
-
-@pytest.fixture
-def echo() -> Iterator[Echo]:
-    server = Echo()
-    yield server
-    server.close()
 
 
 def test_relay_round_trip_and_next_target(echo: Echo) -> None:

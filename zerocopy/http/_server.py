@@ -18,7 +18,6 @@ keep-alive, send) on every connection: no timer per request.
 from __future__ import annotations
 
 import asyncio
-import errno
 import importlib
 import logging
 import os
@@ -29,6 +28,7 @@ from email.utils import formatdate
 from types import TracebackType
 from typing import Any, TextIO
 
+from .._accept import PAUSE_ERRORS, Acceptor
 from ._cache import OpenFileCache
 from ._connection import Connection
 from ._resolve import SymlinkPolicy
@@ -43,12 +43,9 @@ except ImportError:  # the "serve" extra is not installed: FileServer() says how
 
 log = logging.getLogger("zerocopy.http")
 
-#: accept() errors that mean "not now" (no fd, no memory): pause, never die
-_ACCEPT_PAUSE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
-#: seconds accepting pauses after one of them (nginx's ngx_event_accept waits 500 ms)
+#: seconds accepting pauses after EMFILE and the like (nginx's ngx_event_accept
+#: waits 500 ms)
 ACCEPT_PAUSE = 0.5
-#: connections taken per readable event, so a burst cannot starve the others
-_ACCEPT_BATCH = 64
 _BACKLOG = 511
 
 
@@ -164,8 +161,7 @@ class FileServer:
         self._sock: socket.socket | None = None
         self._connections: set[Connection] = set()
         self._adopting = 0  # accepted, protocol not made yet
-        self._watching = False
-        self._paused: asyncio.TimerHandle | None = None
+        self._acceptor: Acceptor | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._stopped: asyncio.Event | None = None
         self._emptied: asyncio.Event | None = None
@@ -195,7 +191,9 @@ class FileServer:
             self.root_fd = -1
             raise
         self.port = self._sock.getsockname()[1]
-        self._watch()
+        self._acceptor = Acceptor(self.loop, self._sock, self._take, self._has_room,
+                                  self._warn_accept, ACCEPT_PAUSE)
+        self._acceptor.watch()
         self._sweep()
 
     async def serve_forever(self) -> None:
@@ -211,10 +209,8 @@ class FileServer:
         self.closing = True
         if self._stopped is not None:
             self._stopped.set()
-        self._unwatch()
-        if self._paused is not None:
-            self._paused.cancel()
-            self._paused = None
+        if self._acceptor is not None:
+            self._acceptor.stop()
         if self._sock is not None:
             self._sock.close()
         for conn in list(self._connections):
@@ -253,55 +249,28 @@ class FileServer:
 
     # -- accepting ---------------------------------------------------------------
 
-    def _watch(self) -> None:
-        if not self._watching and not self.closing and self._sock is not None \
-                and self._paused is None and self.connections < self.config.max_connections:
-            self._watching = True
-            self.loop.add_reader(self._sock.fileno(), self._accept)
+    def _has_room(self) -> bool:
+        # At the limit the acceptor stops watching; forget() watches again.
+        return self.connections < self.config.max_connections
 
-    def _unwatch(self) -> None:
-        if self._watching and self._sock is not None:
-            self._watching = False
-            self.loop.remove_reader(self._sock.fileno())
-
-    def _accept(self) -> None:
-        assert self._sock is not None
-        for _ in range(_ACCEPT_BATCH):
-            if self.connections >= self.config.max_connections:
-                self._unwatch()  # resumed by forget() when one closes
-                return
-            try:
-                conn, _ = self._sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                if exc.errno in _ACCEPT_PAUSE_ERRORS:
-                    self._pause_accepting(exc)
-                    return
-                continue  # ECONNABORTED and the like: that one client is gone
-            conn.setblocking(False)
-            self._adopting += 1
-            task = self.loop.create_task(self._adopt(conn))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    def _pause_accepting(self, exc: OSError) -> None:
+    def _warn_accept(self, exc: OSError, seconds: float) -> None:
         log.warning("accept() failed: %s; not accepting for %.1f s (open connections: %d)",
-                    exc.strerror or exc, ACCEPT_PAUSE, self.connections)
-        self._unwatch()
-        self._paused = self.loop.call_later(ACCEPT_PAUSE, self._unpause)
+                    exc.strerror or exc, seconds, self.connections)
 
-    def _unpause(self) -> None:
-        self._paused = None
-        self._watch()
+    def _take(self, conn: socket.socket, _peer: Any) -> None:
+        conn.setblocking(False)
+        self._adopting += 1
+        task = self.loop.create_task(self._adopt(conn))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _adopt(self, conn: socket.socket) -> None:
         try:
             await self.loop.connect_accepted_socket(lambda: Connection(self), conn)
         except OSError as exc:
             conn.close()
-            if exc.errno in _ACCEPT_PAUSE_ERRORS:
-                self._pause_accepting(exc)
+            if exc.errno in PAUSE_ERRORS and self._acceptor is not None:
+                self._acceptor.pause(exc)
         finally:
             self._adopting -= 1
             self._check_empty()
@@ -314,7 +283,8 @@ class FileServer:
         """A connection is lost: below the limit again, accepting resumes."""
         self._connections.discard(conn)
         self._check_empty()
-        self._watch()
+        if self._acceptor is not None:
+            self._acceptor.watch()
 
     def _check_empty(self) -> None:
         if self._emptied is not None and not self.connections:
