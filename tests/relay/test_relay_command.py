@@ -12,20 +12,12 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 
 import pytest
 
 from ..support import RELAY_TIMEOUT, Echo, echo_exchange, start_relay, stop_relay
 
 TIMEOUT = RELAY_TIMEOUT
-
-
-@pytest.fixture
-def echo() -> Iterator[Echo]:
-    server = Echo()
-    yield server
-    server.close()
 
 
 def auto_via() -> str:
@@ -106,3 +98,21 @@ def test_bad_max_pipes_is_one_line() -> None:
                           text=True, timeout=TIMEOUT)
     assert done.returncode == 1
     assert done.stderr == "zerocopy: --max-pipes must be >= 0\n"
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+@pytest.mark.parametrize("method", ["splice", "copy"])
+def test_each_loop_relays_bulk_and_small(echo: Echo, method: str, loop: str) -> None:
+    """--loop: both event loops move a bulk stream (long enough for the pump to batch
+    its reads) and the small exchanges after it, every byte hashed."""
+    if loop == "uvloop":
+        pytest.importorskip("uvloop", reason="--loop uvloop needs uvloop installed")
+    proc, port = start_relay(f"127.0.0.1:{echo.port}", "--method", method, "--loop", loop)
+    try:
+        for size in ((16 << 20) + 123, 1, 4096, 0):
+            payload = os.urandom(size)
+            assert hashlib.sha256(echo_exchange(port, payload)).digest() == \
+                hashlib.sha256(payload).digest(), size
+    finally:
+        err = stop_relay(proc)
+    assert err.count(f" eof {method}\n") == 4

@@ -26,11 +26,12 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import RelayError
+from .._accept import Acceptor
 from .._relay.aio import arelay
 from .._relay.aio import start as relay_start
 from .._relay.common import AUTO_METHOD, METHODS, RelayResult, pipe_budget
 from .._relay.proxy_protocol import ProxyProtocolError, encode_v1, encode_v2, header_length, parse
-from .common import CommandError, parse_endpoint
+from .common import CommandError, add_loop_option, check_loop, parse_endpoint, run_on_loop
 
 __all__ = ["ALIASES", "HELP", "NAME", "add_arguments", "run"]
 
@@ -39,6 +40,9 @@ ALIASES: tuple[str, ...] = ()
 HELP = "relay TCP or Unix connections from LISTEN to the TARGETs, both ways, with splice"
 
 Endpoint = tuple[str, "str | int"]
+
+#: Seconds accepting pauses after EMFILE and the like (zerocopy._accept).
+ACCEPT_PAUSE = 0.1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "recv/send through a buffer of up to 1 MiB (readwrite: the same); "
                              f"default auto, which is {'splice' if AUTO_METHOD == 'splice' else 'copy'} "
                              "(docs/relay.md)")
+    add_loop_option(parser)
     parser.add_argument("--max-pipes", type=int, default=pipe_budget.limit, metavar="N",
                         help="splice pipes in use at once, two per connection; past "
                              f"that a connection copies (default {pipe_budget.limit})")
@@ -77,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("--max-connections must be >= 1")
     if args.max_pipes < 0:
         raise CommandError("--max-pipes must be >= 0")
+    check_loop(args)
     pipe_budget.limit = args.max_pipes
     try:
         server = _listen(listen)
@@ -84,8 +90,13 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"cannot listen on {args.listen}: {exc.strerror or exc}") from None
     name = (f"unix:{listen[1]}" if listen[0] == "unix"
             else _show(server.getsockname()[:2]))
-    return asyncio.run(_serve(server, targets, args,
-                              f"relaying {name} -> {' '.join(args.targets)}"))
+    return int(run_on_loop(args.loop, _serve(server, targets, args,
+                                             f"relaying {name} -> {' '.join(args.targets)}")))
+
+
+def _warn_accept(exc: OSError, seconds: float) -> None:
+    print(f"zerocopy relay: accept: {exc.strerror or exc}; pausing {seconds:g} s",
+          file=sys.stderr, flush=True)
 
 
 def _show(addr: tuple[str, int]) -> str:
@@ -108,67 +119,6 @@ def _listen(listen: Endpoint) -> socket.socket:
     return sock
 
 
-class _Listener:
-    """Accepts on the listening socket from a loop reader, up to the connection limit
-    (the kernel's backlog holds the rest), and starts each connection: at once when
-    it can be (see ``_start_at_once``), else as a task.
-
-    A reader callback accepting until EAGAIN costs one wake per burst of clients,
-    where ``loop.sock_accept`` costs a future and a reader add/remove per client."""
-
-    def __init__(self, server: socket.socket, limit: int,
-                 start: Callable[[socket.socket, object], asyncio.Future[Any]]) -> None:
-        self.server, self.limit, self.start = server, limit, start
-        self.loop = asyncio.get_running_loop()
-        self.tasks: set[asyncio.Future[Any]] = set()
-        self.watching = False
-        self.stopped = False
-        self.resume: asyncio.TimerHandle | None = None
-
-    def watch(self) -> None:
-        if not self.watching and not self.stopped and len(self.tasks) < self.limit:
-            self.loop.add_reader(self.server.fileno(), self._ready)
-            self.watching = True
-
-    def unwatch(self) -> None:
-        if self.watching:
-            self.loop.remove_reader(self.server.fileno())
-            self.watching = False
-
-    def stop(self) -> None:
-        self.stopped = True
-        self.unwatch()
-        if self.resume is not None:
-            self.resume.cancel()
-
-    def _ready(self) -> None:
-        while len(self.tasks) < self.limit:
-            try:
-                client, peer = self.server.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except ConnectionAbortedError:
-                continue  # the client gave up while queued
-            except OSError as exc:
-                if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    raise
-                # Out of fds: accepting again at once would spin on a listener that
-                # stays readable; pause instead of dying.
-                print(f"zerocopy relay: accept: {exc.strerror}; pausing 0.1 s",
-                      file=sys.stderr, flush=True)
-                self.unwatch()
-                self.resume = self.loop.call_later(0.1, self.watch)
-                return
-            task = self.start(client, peer)
-            self.tasks.add(task)
-            task.add_done_callback(self._finished)
-        self.unwatch()  # at the limit: stop accepting until one ends
-
-    def _finished(self, task: asyncio.Future[Any]) -> None:
-        self.tasks.discard(task)
-        self.watch()
-
-
 async def _serve(server: socket.socket, targets: list[Endpoint],
                  args: argparse.Namespace, first_line: str) -> int:
     loop = asyncio.get_running_loop()
@@ -187,13 +137,25 @@ async def _serve(server: socket.socket, targets: list[Endpoint],
             return at_once
         return loop.create_task(_connection(client, peer, targets, resolved, first, args))
 
-    listener = _Listener(server, args.max_connections, start)
-    listener.watch()
+    tasks: set[asyncio.Future[Any]] = set()
+
+    def take(client: socket.socket, peer: object) -> None:
+        task = start(client, peer)
+        tasks.add(task)
+        task.add_done_callback(finished)
+
+    def finished(task: asyncio.Future[Any]) -> None:
+        tasks.discard(task)
+        acceptor.watch()  # below the limit again
+
+    acceptor = Acceptor(loop, server, take, lambda: len(tasks) < args.max_connections,
+                        _warn_accept, ACCEPT_PAUSE)
+    acceptor.watch()
     await stop.wait()
-    listener.stop()
+    acceptor.stop()
     server.close()
-    if listener.tasks:
-        _done, pending = await asyncio.wait(set(listener.tasks), timeout=args.grace)
+    if tasks:
+        _done, pending = await asyncio.wait(set(tasks), timeout=args.grace)
         for task in pending:
             task.cancel()
         if pending:

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .common import CommandError
+from .common import CommandError, add_loop_option, check_loop, run_on_loop
 
 __all__ = ["ALIASES", "DESCRIPTION", "HELP", "NAME", "add_arguments", "run"]
 
@@ -42,8 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="processes sharing the port with SO_REUSEPORT (default 1)")
     parser.add_argument("--grace", type=float, default=10.0, metavar="S",
                         help="seconds responses in flight get on SIGTERM (default 10)")
-    parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
-                        help="event loop (auto: uvloop when installed)")
+    add_loop_option(parser)
     parser.add_argument("--no-listing", action="store_true",
                         help="answer 404 for a directory without index.html")
     parser.add_argument("--show-dotfiles", action="store_true",
@@ -83,12 +82,7 @@ def _check(args: argparse.Namespace) -> None:
         import httptools  # noqa: F401
     except ImportError:
         raise CommandError("serve needs httptools: pip install 'zerocopy[serve]'") from None
-    if args.loop == "uvloop":
-        try:
-            import uvloop  # noqa: F401
-        except ImportError:
-            raise CommandError("--loop uvloop: uvloop is not installed "
-                               "(pip install uvloop)") from None
+    check_loop(args)
 
 
 def _config(args: argparse.Namespace, log: Any) -> Any:
@@ -156,19 +150,7 @@ async def _serve(args: argparse.Namespace, port: int, reuse_port: bool,
 
 def _run_loop(args: argparse.Namespace, port: int, reuse_port: bool,
               ready: Callable[[str], None]) -> None:
-    use_uvloop = args.loop == "uvloop"
-    if args.loop == "auto":
-        try:
-            import uvloop  # noqa: F401
-            use_uvloop = True
-        except ImportError:
-            use_uvloop = False
-    if use_uvloop:
-        import uvloop
-
-        uvloop.run(_serve(args, port, reuse_port, ready))
-    else:
-        asyncio.run(_serve(args, port, reuse_port, ready))
+    run_on_loop(args.loop, _serve(args, port, reuse_port, ready))
 
 
 def _tell(fd: int) -> None:
