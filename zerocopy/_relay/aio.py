@@ -36,17 +36,19 @@ class _Driver:
         self.current = (0, 0)
         self.idle_timeout = idle_timeout
         self.idle_timer: asyncio.TimerHandle | None = None
+        self.batch_timer: asyncio.TimerHandle | None = None
         self.soon: asyncio.Handle | None = None
         self.done: asyncio.Future[RelayResult] = loop.create_future()
         self.ended = False
         if idle_timeout is not None:
             self.idle_timer = loop.call_later(idle_timeout, self._idle_check)
 
-    def step(self) -> None:
-        """Move what can be moved now; the watches say when to come back."""
+    def step(self, readable: int = 3) -> None:
+        """Move what can be moved now; the watches say when to come back.  *readable*:
+        the sockets (bit 0: a, bit 1: b) the wake said are readable."""
         self.soon = None
         try:
-            code = self.pump.run(True)
+            code = self.pump.run(True, readable)
         except BaseException as exc:  # a signal handler's, run by the pump
             self._end_with(exc)
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
@@ -55,9 +57,22 @@ class _Driver:
         if code == PUMP_YIELD:
             self.soon = self.loop.call_soon(self.step)
         elif code == PUMP_BLOCKED:
-            self._watch(self.pump.wants)
+            wants = self.pump.wants
+            if wants != self.current:
+                self._watch(wants)
+            if self.batch_timer is None:
+                wait = self.pump.batch_wait
+                if wait >= 0:
+                    # One timer at a time: fired early (the wait began again since),
+                    # the step finds nothing due and arms it anew.
+                    self.batch_timer = self.loop.call_later(wait, self._batch_due)
         else:
             self._finish(code)
+
+    def _batch_due(self) -> None:
+        # A batching direction's wait for its mark ran out: it reads what there is.
+        self.batch_timer = None
+        self.step(0)
 
     def _idle_check(self) -> None:
         # The pump's own clock decides idleness: a wake with nothing to move (a
@@ -97,25 +112,26 @@ class _Driver:
     def _unhook(self) -> None:
         self.ended = True
         self._watch((0, 0))
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
-            self.idle_timer = None
+        for timer in (self.idle_timer, self.batch_timer):
+            if timer is not None:
+                timer.cancel()
+        self.idle_timer = self.batch_timer = None
         if self.soon is not None:
             self.soon.cancel()
             self.soon = None
 
     def _watch(self, wants: tuple[int, int]) -> None:
-        for fd, old, new in zip(self.fds, self.current, wants):
+        for side, (fd, old, new) in enumerate(zip(self.fds, self.current, wants)):
             if old == new:
                 continue
             if (old ^ new) & select.POLLIN:
                 if new & select.POLLIN:
-                    self.loop.add_reader(fd, self.step)
+                    self.loop.add_reader(fd, self.step, 1 << side)
                 else:
                     self.loop.remove_reader(fd)
             if (old ^ new) & select.POLLOUT:
                 if new & select.POLLOUT:
-                    self.loop.add_writer(fd, self.step)
+                    self.loop.add_writer(fd, self.step, 0)
                 else:
                     self.loop.remove_writer(fd)
         self.current = wants

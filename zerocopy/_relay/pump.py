@@ -106,6 +106,7 @@ class Session:
             raise self._failure()
         result = self.result("eof" if code == PUMP_DONE else "idle")
         self._give_back_pipes()
+        self.pump.settle()
         self._restore()
         return result
 
@@ -114,6 +115,7 @@ class Session:
         the pipes back, restore the sockets, and tell *exc* what had moved."""
         result = self.result("interrupted")
         self._give_back_pipes()
+        self.pump.settle()
         self._restore()
         exc.relay_result = result  # type: ignore[attr-defined]
         exc.add_note(f"relay interrupted after a_to_b={result.a_to_b} "
