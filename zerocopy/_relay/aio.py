@@ -70,9 +70,15 @@ class _Driver:
             self._finish(code)
 
     def _batch_due(self) -> None:
-        # A batching direction's wait for its mark ran out: it reads what there is.
+        # A batching direction's wait for its mark may have run out: then it reads
+        # what there is.  In a steady stream the wait that armed the timer has ended
+        # and a later one is not due yet: arm for it without running the pump.
         self.batch_timer = None
-        self.step(0)
+        wait = self.pump.batch_wait
+        if wait > 0:
+            self.batch_timer = self.loop.call_later(wait, self._batch_due)
+        elif wait == 0:
+            self.step(0)
 
     def _idle_check(self) -> None:
         # The pump's own clock decides idleness: a wake with nothing to move (a
