@@ -48,8 +48,10 @@ def test_first_line_then_signal_drains_to_exit_0(tmp_path: Path, signum: int,
     (["/nonexistent-dir"], "not a directory"),
     (["--port", "70000"], "--port"),
     (["--workers", "0"], "--workers"),
-    (["--max-connections", "0"], "--max-connections"),
-    (["--min-receive-rate", "-1"], "--min-receive-rate"),
+    (["--max-connections", "0"], "--max-connections must be at least 1, got 0"),
+    (["--min-receive-rate", "-1"], "--min-receive-rate must be at least 0, got -1"),
+    (["--grace", "-2"], "--grace must be at least 0, got -2"),
+    (["--max-ranges", "0"], "--max-ranges must be at least 1, got 0"),
 ])
 def test_bad_input_is_one_line_and_nonzero(args: list[str], words: str) -> None:
     out = subprocess.run([sys.executable, "-m", "zerocopy", "serve", *args],

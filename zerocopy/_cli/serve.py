@@ -74,10 +74,11 @@ def _check(args: argparse.Namespace) -> None:
         raise CommandError(f"--port must be 0 to 65535, got {args.port}")
     if args.workers < 1:
         raise CommandError(f"--workers must be at least 1, got {args.workers}")
-    if args.grace < 0 or args.max_ranges < 1:
-        raise CommandError("--grace must be >= 0 and --max-ranges >= 1")
-    if args.max_connections < 1 or args.min_receive_rate < 0:
-        raise CommandError("--max-connections must be >= 1 and --min-receive-rate >= 0")
+    for name, value, least in (("--grace", args.grace, 0), ("--max-ranges", args.max_ranges, 1),
+                               ("--max-connections", args.max_connections, 1),
+                               ("--min-receive-rate", args.min_receive_rate, 0)):
+        if value < least:
+            raise CommandError(f"{name} must be at least {least}, got {value:g}")
     try:
         import httptools  # noqa: F401
     except ImportError:
