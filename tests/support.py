@@ -116,6 +116,14 @@ def tcp_pair() -> tuple[socket.socket, socket.socket]:
     return client, peer
 
 
+def relay_pair() -> tuple[socket.socket, socket.socket]:
+    """A connected loopback TCP pair, both ends with RELAY_TIMEOUT (the relay tests')."""
+    client, peer = tcp_pair()
+    client.settimeout(RELAY_TIMEOUT)
+    peer.settimeout(RELAY_TIMEOUT)
+    return client, peer
+
+
 def unix_pair() -> tuple[socket.socket, socket.socket]:
     """A connected pair of Unix stream sockets."""
     return socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -10,13 +10,14 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
 import zerocopy
-from zerocopy._relay import aio as relay_aio
 from zerocopy._relay import pump as relay_pump
+
+from ..support import relay_pair
 
 TIMEOUT = 20.0
 
@@ -24,23 +25,6 @@ TIMEOUT = 20.0
 PROMPT = 0.5
 
 BURST = 16 << 20
-
-
-@pytest.fixture(params=["core", "portable"])
-def implementation(request: pytest.FixtureRequest,
-                   monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    if request.param == "portable":
-        monkeypatch.setattr(relay_pump, "_core_pump", lambda: None)
-        monkeypatch.setattr(relay_aio, "_core_pump", lambda: None)
-    yield str(request.param)
-
-
-def tcp_pair() -> tuple[socket.socket, socket.socket]:
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        client = socket.create_connection(server.getsockname(), timeout=TIMEOUT)
-        peer, _ = server.accept()
-    peer.settimeout(TIMEOUT)
-    return client, peer
 
 
 def lowat(sock: socket.socket) -> int:
@@ -90,8 +74,8 @@ def test_burst_tail_and_a_reply_arrive_without_end_of_file(
         method: str, use_async: bool, implementation: str) -> None:
     """A burst that does not end on the mark is delivered whole while the sender
     keeps its side open; a message after it, and the reply, come at once."""
-    client, relay_a = tcp_pair()
-    relay_b, server = tcp_pair()
+    client, relay_a = relay_pair()
+    relay_b, server = relay_pair()
     thread, out = start_relay(relay_a, relay_b, use_async, method)
     burst = random.randbytes(BURST + 1234)
     sender = threading.Thread(target=client.sendall, args=(burst,))
@@ -126,8 +110,8 @@ def test_bulk_batches_and_the_mark_is_given_back(method: str, use_async: bool) -
     batch); once the relay returns, the socket has the mark its owner set."""
     if relay_pump._core_pump() is None:
         pytest.skip("batching is the compiled pump's; this build has none")
-    client, relay_a = tcp_pair()
-    relay_b, server = tcp_pair()
+    client, relay_a = relay_pair()
+    relay_b, server = relay_pair()
     relay_a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 3)
     thread, out = start_relay(relay_a, relay_b, use_async, method, idle_timeout=0.3)
     seen: set[int] = set()

@@ -15,34 +15,15 @@ import struct
 import signal
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
 import zerocopy
-from zerocopy._relay import aio as relay_aio
 from zerocopy._relay import common as relay_common
-from zerocopy._relay import pump as relay_pump
+
+from ..support import relay_pair
 
 TIMEOUT = 20.0
-
-
-@pytest.fixture(params=["core", "portable"])
-def implementation(request: pytest.FixtureRequest,
-                   monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """Each test runs against the compiled pump and against the portable loop."""
-    if request.param == "portable":
-        monkeypatch.setattr(relay_pump, "_core_pump", lambda: None)
-        monkeypatch.setattr(relay_aio, "_core_pump", lambda: None)
-    yield str(request.param)
-
-
-def tcp_pair() -> tuple[socket.socket, socket.socket]:
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        client = socket.create_connection(server.getsockname(), timeout=TIMEOUT)
-        peer, _ = server.accept()
-    peer.settimeout(TIMEOUT)
-    return client, peer
 
 
 def open_fds() -> int:
@@ -65,8 +46,8 @@ def talk(sock: socket.socket, payload: bytes, out: dict[str, str]) -> None:
 
 
 def run_relay_case(size_ab: int, size_ba: int, method: str, use_async: bool) -> None:
-    left_client, left_relay = tcp_pair()
-    right_relay, right_server = tcp_pair()
+    left_client, left_relay = relay_pair()
+    right_relay, right_server = relay_pair()
     data_ab, data_ba = random.randbytes(size_ab), random.randbytes(size_ba)
     left_out: dict[str, str] = {}
     right_out: dict[str, str] = {}
@@ -98,8 +79,8 @@ def test_both_directions_with_half_close(sizes: tuple[int, int], method: str,
 @pytest.mark.parametrize(("method", "named"), [("splice", "splice"), ("copy", "readwrite"),
                                                ("readwrite", "readwrite")])
 def test_result_names_methods(method: str, named: str, implementation: str) -> None:
-    a, a_peer = tcp_pair()
-    b, b_peer = tcp_pair()
+    a, a_peer = relay_pair()
+    b, b_peer = relay_pair()
     a_peer.shutdown(socket.SHUT_WR)
     b_peer.shutdown(socket.SHUT_WR)
     result = zerocopy.relay(a, b, method=method)
@@ -111,8 +92,8 @@ def test_result_names_methods(method: str, named: str, implementation: str) -> N
 
 def test_half_close_keeps_other_direction_going(implementation: str) -> None:
     """The client half-closes first, then the server answers (moby #1598)."""
-    client, relay_a = tcp_pair()
-    relay_b, server = tcp_pair()
+    client, relay_a = relay_pair()
+    relay_b, server = relay_pair()
     thread = threading.Thread(target=zerocopy.relay, args=(relay_a, relay_b))
     thread.start()
     client.sendall(b"request")
@@ -139,8 +120,8 @@ def abort(sock: socket.socket) -> None:
 
 @pytest.mark.parametrize("use_async", [False, True], ids=["relay", "arelay"])
 def test_reset_on_one_side_resets_the_other(use_async: bool, implementation: str) -> None:
-    client, relay_a = tcp_pair()
-    relay_b, server = tcp_pair()
+    client, relay_a = relay_pair()
+    relay_b, server = relay_pair()
     client.sendall(b"x" * 1000)
     got = b""
     errors: list[BaseException] = []
@@ -175,8 +156,8 @@ def test_reset_on_one_side_resets_the_other(use_async: bool, implementation: str
 
 
 def test_idle_timeout_returns_idle(implementation: str) -> None:
-    a, a_peer = tcp_pair()
-    b, b_peer = tcp_pair()
+    a, a_peer = relay_pair()
+    b, b_peer = relay_pair()
     result = zerocopy.relay(a, b, idle_timeout=0.2)
     assert result.ended == "idle"
     result = asyncio.run(zerocopy.arelay(a, b, idle_timeout=0.2))
@@ -192,8 +173,8 @@ def test_hundred_concurrent_arelays_fd_count_flat(method: str, implementation: s
     zerocopy_pool_before = open_fds()
 
     async def one(size_ab: int, size_ba: int) -> None:
-        left_client, left_relay = tcp_pair()
-        right_relay, right_server = tcp_pair()
+        left_client, left_relay = relay_pair()
+        right_relay, right_server = relay_pair()
         data_ab, data_ba = rng.randbytes(size_ab), rng.randbytes(size_ba)
         left_out: dict[str, str] = {}
         right_out: dict[str, str] = {}
@@ -228,7 +209,7 @@ def clogged_pair() -> tuple[socket.socket, socket.socket, socket.socket, socket.
     """client -> relay_a ... relay_b -> server, where the client has already queued far
     more than the tiny buffers between relay_b and the (never reading) server hold:
     a relay from relay_a to relay_b always stalls holding read, undelivered bytes."""
-    client, relay_a = tcp_pair()
+    client, relay_a = relay_pair()
     with socket.create_server(("127.0.0.1", 0)) as listener:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         relay_b = socket.socket()
@@ -309,8 +290,8 @@ class Stop(Exception):
 def test_signal_handler_stops_blocking_relay_with_counts(implementation: str) -> None:
     """The blocking relay waits GIL-free in the core, yet a signal handler still runs
     within ~50 ms; its exception stops the relay with what had moved."""
-    client, relay_a = tcp_pair()
-    relay_b, server = tcp_pair()
+    client, relay_a = relay_pair()
+    relay_b, server = relay_pair()
     client.sendall(b"x" * 1000)
 
     def handler(signum: int, frame: object) -> None:
@@ -339,7 +320,7 @@ def test_signal_handler_stops_blocking_relay_with_counts(implementation: str) ->
 
 
 def test_bad_arguments_are_refused_before_anything_moves() -> None:
-    a, a_peer = tcp_pair()
+    a, a_peer = relay_pair()
     with pytest.raises(ValueError, match="method"):
         zerocopy.relay(a, a_peer, method="sendfile")
     with pytest.raises(ValueError, match="same socket"):
@@ -356,8 +337,8 @@ def test_bad_arguments_are_refused_before_anything_moves() -> None:
 def test_pipe_budget_bounds_spliced_directions(monkeypatch: pytest.MonkeyPatch) -> None:
     """Past the budget's limit a direction copies instead of making a pipe."""
     monkeypatch.setattr(relay_common.pipe_budget, "limit", 1)
-    a, a_peer = tcp_pair()
-    b, b_peer = tcp_pair()
+    a, a_peer = relay_pair()
+    b, b_peer = relay_pair()
     a_peer.shutdown(socket.SHUT_WR)
     b_peer.shutdown(socket.SHUT_WR)
     result = zerocopy.relay(a, b, method="splice")
