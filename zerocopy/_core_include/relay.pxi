@@ -228,9 +228,10 @@ cdef class RelayPump:
         moved for the idle timeout (3); with *nowait*, also return 1 as soon as both
         directions wait (``wants`` says on what), and 5 after 2 ms of moving (call
         again once the loop ran its other callbacks).  *readable*: which sockets the
-        wake said are readable (bit 0: a, bit 1: b); a batching direction reads only
-        then, or once its wait ran out (``batch_wait``).  The GIL is released
-        throughout; Python's signal handlers run at least every 50 ms (PEP 475)."""
+        wake said are readable (bit 0: a, bit 1: b); a direction waiting to read reads
+        only then, or, batching, once its wait ran out (``batch_wait``).  The GIL is
+        released throughout; Python's signal handlers run at least every 50 ms
+        (PEP 475)."""
         cdef int why
         while True:
             with nogil:
@@ -252,13 +253,18 @@ cdef class RelayPump:
     def batch_wait(self):
         """Seconds until the first batching direction stops waiting for its mark and
         reads what there is (run it then, with readable 0), or -1.0: none batches."""
+        cdef double until = self._batch_until()
+        return -1.0 if until < 0 else max(0.0, until - _now())
+
+    cdef double _batch_until(self) noexcept nogil:
+        """When the first batching wait gives up, or -1.0: none batches."""
         cdef double until = -1.0
         cdef int i
         for i in range(2):
             if (self.flows[i].waiting and self.flows[i].lowat
                     and (until < 0 or self.flows[i].batch_until < until)):
                 until = self.flows[i].batch_until
-        return -1.0 if until < 0 else max(0.0, until - _now())
+        return until
 
     @property
     def moved(self):
@@ -366,6 +372,13 @@ cdef class RelayPump:
             # Again when a copy buffer has grown, so the mark keeps to half of it.
             self._set_lowat(f, mark)
 
+    cdef inline int _wait_src(self, Flow *f, bint moved) noexcept nogil:
+        """*f* waits for its source to be readable: it reads again only on a wake that
+        says so (or, batching, once its wait ran out).  The step's code."""
+        f.waiting = True
+        f.want_src = POLLIN
+        return STEP_MOVED if moved else STEP_IDLE
+
     cdef int _step(self, int i, bint readable) noexcept nogil:
         """Move flow *i* until it waits or had its turn: STEP_MORE when its turn ran out
         with more to move, STEP_MOVED when it moved and now waits (or finished),
@@ -419,19 +432,15 @@ cdef class RelayPump:
                     return STEP_MORE
             if f.lowat and not f.eof and not woke and not self._mark_met(f):
                 # Batching: wait until the mark's worth waits (or BATCH_WAIT passed).
-                f.waiting = True
                 f.batch_until = _now() + BATCH_WAIT
-                f.want_src = POLLIN
-                return STEP_MOVED if moved else STEP_IDLE
+                return self._wait_src(f, moved)
             if f.drained and not f.eof:
                 # A short read emptied the socket a moment ago: wait for readiness
                 # instead of a read that would say EAGAIN (haproxy's raw_sock.c stops
                 # reading a stream socket on a short read the same way).  Poll and
                 # epoll are level-triggered, so bytes that came meanwhile still wake.
                 f.drained = False
-                f.waiting = True
-                f.want_src = POLLIN
-                return STEP_MOVED if moved else STEP_IDLE
+                return self._wait_src(f, moved)
             if f.eof:
                 # Half-close: the source's end of file becomes the destination's, and
                 # the other direction goes on (moby/libnetwork#1598, inetaf/tcpproxy#21
@@ -448,9 +457,7 @@ cdef class RelayPump:
                 if errno == EINTR:
                     continue
                 if errno == EAGAIN:
-                    f.waiting = True
-                    f.want_src = POLLIN
-                    return STEP_MOVED if moved else STEP_IDLE
+                    return self._wait_src(f, moved)
                 if (f.pipe_w >= 0 and f.moved == 0 and f.pending == 0
                         and (errno == EINVAL or errno == ENOSYS or errno == EOPNOTSUPP)):
                     # This socket type refuses splice before a byte moved: copy instead
@@ -484,7 +491,7 @@ cdef class RelayPump:
         cdef pollfd pfd[2]
         cdef int i, r, err, wait_ms, poll_again = 0
         cdef bint moved
-        cdef double now, python_at = _now() + PYTHON_EVERY, left
+        cdef double now, python_at = _now() + PYTHON_EVERY, left, until
         cdef double slice_end = python_at - PYTHON_EVERY + NOWAIT_SLICE
         while True:
             moved = False
@@ -525,11 +532,9 @@ cdef class RelayPump:
                     return PUMP_IDLE
                 if left * 1000 < wait_ms:
                     wait_ms = <int>(left * 1000) + 1
-            for i in range(2):
-                if self.flows[i].waiting and self.flows[i].lowat:
-                    left = self.flows[i].batch_until - now
-                    if left * 1000 < wait_ms:
-                        wait_ms = max(0, <int>(left * 1000) + 1)
+            until = self._batch_until()
+            if until >= 0 and (until - now) * 1000 < wait_ms:
+                wait_ms = max(0, <int>((until - now) * 1000) + 1)
             for i in range(2):
                 # A socket nothing waits on is still polled: POLLERR (a reset) shows
                 # even with no events asked, and must end the pair.
