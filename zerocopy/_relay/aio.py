@@ -60,12 +60,8 @@ class _Driver:
             wants = self.pump.wants
             if wants != self.current:
                 self._watch(wants)
-            if self.batch_timer is None:
-                wait = self.pump.batch_wait
-                if wait >= 0:
-                    # One timer at a time: fired early (the wait began again since),
-                    # the step finds nothing due and arms it anew.
-                    self.batch_timer = self.loop.call_later(wait, self._batch_due)
+            if self.batch_timer is None:  # one at a time
+                self._arm_batch_timer(self.pump.batch_wait)
         else:
             self._finish(code)
 
@@ -75,10 +71,15 @@ class _Driver:
         # and a later one is not due yet: arm for it without running the pump.
         self.batch_timer = None
         wait = self.pump.batch_wait
-        if wait > 0:
+        if wait == 0:
+            self.step(0)  # which arms the next one if a wait is left
+        else:
+            self._arm_batch_timer(wait)
+
+    def _arm_batch_timer(self, wait: float) -> None:
+        # *wait*: the pump's batch_wait; -1.0 when no direction batches.
+        if wait >= 0:
             self.batch_timer = self.loop.call_later(wait, self._batch_due)
-        elif wait == 0:
-            self.step(0)
 
     def _idle_check(self) -> None:
         # The pump's own clock decides idleness: a wake with nothing to move (a
