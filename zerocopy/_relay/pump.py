@@ -104,22 +104,24 @@ class Session:
         """Turn the pump's last run *code* into the result, or raise RelayError."""
         if code == PUMP_FAILED:
             raise self._failure()
-        result = self.result("eof" if code == PUMP_DONE else "idle")
-        self._give_back_pipes()
-        self.pump.settle()
-        self._restore()
-        return result
+        return self._end("eof" if code == PUMP_DONE else "idle")
 
     def interrupted(self, exc: BaseException) -> None:
         """An exception from outside the pump (a signal handler's, cancellation): give
         the pipes back, restore the sockets, and tell *exc* what had moved."""
-        result = self.result("interrupted")
-        self._give_back_pipes()
-        self.pump.settle()
-        self._restore()
+        result = self._end("interrupted")
         exc.relay_result = result  # type: ignore[attr-defined]
         exc.add_note(f"relay interrupted after a_to_b={result.a_to_b} "
                      f"b_to_a={result.b_to_a} bytes")
+
+    def _end(self, ended: Ended) -> RelayResult:
+        """The result, then the pipes given back and the sockets as their owner had
+        them (low-water mark, timeout): they stay open."""
+        result = self.result(ended)
+        self._give_back_pipes()
+        self.pump.settle()
+        self._restore()
+        return result
 
     def _failure(self) -> RelayError:
         """Reset both sockets (the healthy one with a RST) and build the error."""
