@@ -19,7 +19,6 @@ import itertools
 import os
 import signal
 import socket
-import struct
 import sys
 import time
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from .. import RelayError
 from .._accept import Acceptor
 from .._relay.aio import arelay
 from .._relay.aio import start as relay_start
-from .._relay.common import AUTO_METHOD, METHODS, RelayResult, pipe_budget
+from .._relay.common import AUTO_METHOD, METHODS, RelayResult, pipe_budget, reset
 from .._relay.proxy_protocol import ProxyProtocolError, encode_v1, encode_v2, header_length, parse
 from .common import CommandError, add_loop_option, check_loop, parse_endpoint, run_on_loop
 
@@ -183,8 +182,7 @@ def _start_at_once(loop: asyncio.AbstractEventLoop, client: socket.socket, peer:
     driver = None
     if not err:
         try:
-            if family != socket.AF_UNIX:
-                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            _no_delay(client)
             driver = relay_start(loop, client, upstream, args.idle_timeout, args.method)
         except OSError:
             pass
@@ -275,9 +273,7 @@ def _begin_connect(family: int, address: object) -> tuple[socket.socket, int]:
     the call returns), so there is no writer wait at all, one loop pass less."""
     sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
     try:
-        if family != socket.AF_UNIX:
-            # Small writes (a request, an echo) go out at once, as haproxy's do.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _no_delay(sock)
         err = sock.connect_ex(address)  # type: ignore[arg-type]
         if err in (errno.EINPROGRESS, errno.EAGAIN):
             err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
@@ -287,6 +283,12 @@ def _begin_connect(family: int, address: object) -> tuple[socket.socket, int]:
         sock.close()
         raise
     return sock, err
+
+
+def _no_delay(sock: socket.socket) -> None:
+    # Small writes (a request, an echo) go out at once, as haproxy's do.
+    if sock.family != socket.AF_UNIX:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 async def _writable(loop: asyncio.AbstractEventLoop, sock: socket.socket,
@@ -336,7 +338,7 @@ async def _read_proxy_header(client: socket.socket) -> tuple[bytes, object]:
                                          else length - len(data))
         if not chunk:
             raise ProxyProtocolError("EOF before the PROXY header ended")
-        data += chunk if length is None else chunk
+        data += chunk
 
 
 async def _connection(client: socket.socket, peer: object, targets: list[Endpoint],
@@ -355,8 +357,7 @@ async def _connection(client: socket.socket, peer: object, targets: list[Endpoin
             source = getattr(header, "source", None) or source
             if source:
                 peer_text = _show(source[:2])
-        if client.family != socket.AF_UNIX:
-            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _no_delay(client)
         for i in range(len(targets)):
             at = (first + i) % len(targets)
             target = targets[at]
@@ -369,7 +370,7 @@ async def _connection(client: socket.socket, peer: object, targets: list[Endpoin
                       "; next target", file=sys.stderr, flush=True)
         if upstream is None:
             ended = "no-target"
-            _abort(client)
+            reset(client)
             return
         if args.send_proxy:
             local = client.getsockname()
@@ -387,7 +388,7 @@ async def _connection(client: socket.socket, peer: object, targets: list[Endpoin
         ab, ba, ended = _failed(exc)
     except ProxyProtocolError as exc:
         ended = f"bad PROXY header: {exc}"
-        _abort(client)
+        reset(client)
     except asyncio.CancelledError:
         ended = "cut after the grace period"
         raise
@@ -398,12 +399,3 @@ async def _connection(client: socket.socket, peer: object, targets: list[Endpoin
             if sock is not None:
                 sock.close()
         _log(peer_text, target_text, ab, ba, started, ended)
-
-
-def _abort(sock: socket.socket) -> None:
-    """Reset: SO_LINGER 0 then close sends a RST, so the client sees an error."""
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass
-    sock.close()
