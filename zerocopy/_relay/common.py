@@ -16,7 +16,8 @@ from .._errors import ZeroCopyError, error_from_errno
 from .._pipes import Pipe, PipePool
 
 __all__ = ["AUTO_METHOD", "METHODS", "Ended", "PipeBudget", "RelayError", "RelayMethod",
-           "RelayResult", "check_arguments", "pipe_budget", "relay_failure", "reset"]
+           "RelayResult", "check_arguments", "pipe_budget", "relay_failure", "reset",
+           "reset_pair", "restore_timeouts", "tell_interrupted"]
 
 Ended = Literal["eof", "reset", "idle", "error", "interrupted"]
 RelayMethod = Literal["splice", "readwrite"]
@@ -88,6 +89,31 @@ def reset(sock: socket.socket) -> None:
     except OSError:
         pass  # already reset by its peer, or not TCP: closing is all there is to do
     sock.close()
+
+
+def reset_pair(a: socket.socket, b: socket.socket, failed_side: str) -> None:
+    """After a failed call on *failed_side* ("a" or "b"): reset the healthy socket
+    first, so its peer sees a RST, never a clean EOF, then the failed one."""
+    healthy, failed = (b, a) if failed_side == "a" else (a, b)
+    reset(healthy)
+    reset(failed)
+
+
+def tell_interrupted(exc: BaseException, result: RelayResult) -> None:
+    """Give *exc*, which stopped a relay from outside (a signal handler's exception,
+    cancellation), the result so far and a note saying it."""
+    exc.relay_result = result  # type: ignore[attr-defined]
+    exc.add_note(f"relay interrupted after a_to_b={result.a_to_b} "
+                 f"b_to_a={result.b_to_a} bytes")
+
+
+def restore_timeouts(socks: tuple[socket.socket, socket.socket],
+                     timeouts: tuple[float | None, float | None]) -> None:
+    """Give the sockets still open the timeouts they had before the relay made them
+    non-blocking (an event loop's, 0.0, were never changed)."""
+    for sock, timeout in zip(socks, timeouts):
+        if timeout != 0.0 and sock.fileno() >= 0:
+            sock.settimeout(timeout)
 
 
 class PipeBudget:

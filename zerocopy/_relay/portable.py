@@ -27,7 +27,8 @@ import socket
 import time
 
 from .._pipes import Pipe
-from .common import Ended, RelayError, RelayMethod, RelayResult, pipe_budget, relay_failure, reset
+from .common import (Ended, RelayError, RelayMethod, RelayResult, pipe_budget, relay_failure,
+                     reset_pair, restore_timeouts, tell_interrupted)
 
 __all__ = ["Direction", "Pump", "relay"]
 
@@ -177,10 +178,7 @@ class Pump:
     def interrupted(self, exc: BaseException) -> None:
         """Stopped by *exc* from outside (a signal handler's, cancellation): pipes
         back, sockets restored, and *exc* told what had moved."""
-        result = self.result("interrupted")
-        exc.relay_result = result  # type: ignore[attr-defined]
-        exc.add_note(f"relay interrupted after a_to_b={result.a_to_b} "
-                     f"b_to_a={result.b_to_a} bytes")
+        tell_interrupted(exc, self.result("interrupted"))
 
     def failure(self, failed: _SideFailed) -> RelayError:
         """Reset both sockets (the healthy one with a RST) and build the error."""
@@ -188,8 +186,7 @@ class Pump:
         err = exc.errno or errno.EIO
         residue_ab, residue_ba = self.ab.residue(), self.ba.residue()
         self._release()
-        reset(self.b if failed.side == "a" else self.a)
-        reset(self.a if failed.side == "a" else self.b)
+        reset_pair(self.a, self.b, failed.side)
         return relay_failure(err, f"relay: side {failed.side}", failed.side,
                              (self.ab.moved, self.ba.moved), (residue_ab, residue_ba))
 
@@ -199,9 +196,7 @@ class Pump:
 
     def _restore(self) -> None:
         self._release()
-        for sock, timeout in zip((self.a, self.b), self.timeouts):
-            if sock.fileno() >= 0:
-                sock.settimeout(timeout)
+        restore_timeouts((self.a, self.b), self.timeouts)
 
 
 def relay(a: socket.socket, b: socket.socket, *, idle_timeout: float | None = None,

@@ -30,7 +30,8 @@ from typing import Any
 from .._constants import RW_BUFFER_MAX
 from .._pipes import Pipe
 from .common import (AUTO_METHOD, Ended, RelayError, RelayMethod, RelayResult,
-                     check_arguments, pipe_budget, relay_failure, reset)
+                     check_arguments, pipe_budget, relay_failure, reset_pair,
+                     restore_timeouts, tell_interrupted)
 
 __all__ = ["COPY_BUFFER", "Session", "relay"]
 
@@ -83,7 +84,7 @@ class Session:
                 COPY_BUFFER, -1.0 if idle_timeout is None else idle_timeout)
         except BaseException:
             self._give_back_pipes()
-            self._restore()
+            restore_timeouts((a, b), self.timeouts)
             raise
 
     def methods(self) -> tuple[RelayMethod, RelayMethod]:
@@ -109,10 +110,7 @@ class Session:
     def interrupted(self, exc: BaseException) -> None:
         """An exception from outside the pump (a signal handler's, cancellation): give
         the pipes back, restore the sockets, and tell *exc* what had moved."""
-        result = self._end("interrupted")
-        exc.relay_result = result  # type: ignore[attr-defined]
-        exc.add_note(f"relay interrupted after a_to_b={result.a_to_b} "
-                     f"b_to_a={result.b_to_a} bytes")
+        tell_interrupted(exc, self._end("interrupted"))
 
     def _end(self, ended: Ended) -> RelayResult:
         """The result, then the pipes given back and the sockets as their owner had
@@ -120,7 +118,7 @@ class Session:
         result = self.result(ended)
         self._give_back_pipes()
         self.pump.settle()
-        self._restore()
+        restore_timeouts((self.a, self.b), self.timeouts)
         return result
 
     def _failure(self) -> RelayError:
@@ -129,9 +127,7 @@ class Session:
         side = "ab"[side_index]
         residue = (self.pump.residue(0), self.pump.residue(1))
         self._give_back_pipes()
-        healthy, failed = (self.b, self.a) if side == "a" else (self.a, self.b)
-        reset(healthy)
-        reset(failed)
+        reset_pair(self.a, self.b, side)
         return relay_failure(err, f"relay: {call} on side {side}", side, self.pump.moved,
                              residue)
 
@@ -142,11 +138,6 @@ class Session:
             if pipe is not None:
                 pipe_budget.give_back(pipe, clean=True)
         self.pipes = [None, None]
-
-    def _restore(self) -> None:
-        for sock, timeout in zip((self.a, self.b), self.timeouts):
-            if timeout != 0.0 and sock.fileno() >= 0:
-                sock.settimeout(timeout)
 
 
 def relay(a: socket.socket, b: socket.socket, *, idle_timeout: float | None = None,
