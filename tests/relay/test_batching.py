@@ -31,7 +31,7 @@ def lowat(sock: socket.socket) -> int:
     return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT)
 
 
-def start_relay(a: socket.socket, b: socket.socket, use_async: bool, method: str,
+def relay_in_thread(a: socket.socket, b: socket.socket, use_async: bool, method: str,
                 idle_timeout: float | None = None,
                 ) -> tuple[threading.Thread, dict[str, object]]:
     out: dict[str, object] = {}
@@ -76,7 +76,7 @@ def test_burst_tail_and_a_reply_arrive_without_end_of_file(
     keeps its side open; a message after it, and the reply, come at once."""
     client, relay_a = relay_pair()
     relay_b, server = relay_pair()
-    thread, out = start_relay(relay_a, relay_b, use_async, method)
+    thread, out = relay_in_thread(relay_a, relay_b, use_async, method)
     burst = random.randbytes(BURST + 1234)
     sender = threading.Thread(target=client.sendall, args=(burst,))
     sender.start()
@@ -113,7 +113,7 @@ def test_bulk_batches_and_the_mark_is_given_back(method: str, use_async: bool) -
     client, relay_a = relay_pair()
     relay_b, server = relay_pair()
     relay_a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 3)
-    thread, out = start_relay(relay_a, relay_b, use_async, method, idle_timeout=0.3)
+    thread, out = relay_in_thread(relay_a, relay_b, use_async, method, idle_timeout=0.3)
     seen: set[int] = set()
     sending = threading.Event()
     sending.set()
