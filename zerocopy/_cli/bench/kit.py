@@ -24,7 +24,7 @@ from ..common import CommandError
 
 __all__ = [
     "BLOCK_SIZE", "BenchError", "Peer", "Progress", "Workspace", "cpu_seconds",
-    "format_size", "parse_size", "size_argument", "summarize",
+    "format_size", "parse_size", "size_argument", "status_kib", "summarize",
 ]
 
 #: the source content is one pseudo-random block repeated: every file source and the
@@ -68,6 +68,15 @@ def format_size(n: int) -> str:
         if n >= 1 << shift and n % (1 << shift) == 0:
             return f"{n >> shift} {unit}"
     return f"{n} B"
+
+
+def status_kib(field: str) -> int:
+    """A kB field of /proc/self/status (VmRSS, VmHWM)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise BenchError(f"no {field} in /proc/self/status")
 
 
 def cpu_model() -> str:

@@ -21,7 +21,8 @@ from typing import Any
 from ... import BackendName, transfer
 from .report import machine, target, targets_table
 from . import http as http_bench
-from .kit import BenchError, Peer, Progress, Workspace, cpu_seconds, format_size, summarize
+from .kit import (BenchError, Peer, Progress, Workspace, cpu_seconds, format_size, status_kib,
+                  summarize)
 
 __all__ = ["MODES", "TABLES"]
 
@@ -181,14 +182,6 @@ def small_table(report: dict[str, Any]) -> str:
 _CHILD = "from zerocopy._cli.bench.modes import memory_child; memory_child()"
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise BenchError(f"no {field} in /proc/self/status")
-
-
 def memory_child() -> None:
     """In a fresh process: one long transfer; prints its peak RSS growth as JSON."""
     spec = json.loads(sys.argv[1])
@@ -216,12 +209,12 @@ def memory_child() -> None:
             f.write("5")  # resets VmHWM to the current RSS (Linux 4.0+, proc(5))
     except OSError:
         reset = False
-    rss0, hwm0 = _status_kib("VmRSS"), _status_kib("VmHWM")
+    rss0, hwm0 = status_kib("VmRSS"), status_kib("VmHWM")
     with open_src(size) as s, open_dst() as d:
         t0 = time.perf_counter()
         result = transfer(s, d, size if src_kind == "file" else None, backend=backend)
         seconds = time.perf_counter() - t0
-    hwm1 = _status_kib("VmHWM")
+    hwm1 = status_kib("VmHWM")
     print(json.dumps({"transferred": result.transferred, "method": result.method.value,
                       "seconds": seconds, "rss_before_kib": rss0, "hwm_before_kib": hwm0,
                       "hwm_after_kib": hwm1, "hwm_reset": reset,

@@ -68,7 +68,7 @@ def _wait_listen(port: int, timeout: float = 10.0) -> None:
 def _start_relay(kind: str, listen: int, target: int, workdir: str) -> subprocess.Popen[bytes]:
     pin = ["taskset", "-c", "0"]
     if kind.startswith("zerocopy"):
-        method = kind.partition("-")[2] or "auto"
+        method = kind.partition("-")[2]
         argv = [sys.executable, "-P", "-m", "zerocopy", "relay", f"127.0.0.1:{listen}",
                 f"127.0.0.1:{target}", "--method", method]
     elif kind.startswith("socat"):

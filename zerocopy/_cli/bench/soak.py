@@ -37,7 +37,7 @@ from typing import Any
 
 import zerocopy
 
-from .kit import Progress, cpu_model, summarize
+from .kit import Progress, cpu_model, status_kib, summarize
 from .report import machine
 
 __all__ = ["SoakReport", "Window", "run_soak", "signal_window", "signals",
@@ -74,14 +74,6 @@ def _pinnable() -> bool:
 
 def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd")) - 1
-
-
-def _rss_kib() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def _pool_idle() -> int:
@@ -281,14 +273,14 @@ def run_soak(transfers: int, backends: tuple[str, ...], threads: int = 4, seed: 
         work = soak.plan(transfers)
         split = max(1, transfers // 5)
         _run_mixed(soak, work[:split], threads)
-        before = (_fds_not_pooled(), _rss_kib())
+        before = (_fds_not_pooled(), status_kib("VmRSS"))
         started = time.monotonic()
         _run_mixed(soak, work[split:], threads)
         if progress is not None:
-            progress.done += 1
+            progress.advance()
         soak.report.seconds = time.monotonic() - started
         soak.report.fds = (before[0], _fds_not_pooled())
-        soak.report.rss_kib = (before[1], _rss_kib())
+        soak.report.rss_kib = (before[1], status_kib("VmRSS"))
         return soak.report
 
 
