@@ -180,31 +180,33 @@ _WAIT = "wait"   # a wait (poll) or a limit (a timeout, the deadline)
 _CALLER = "caller"  # raised by the caller's code we called (the progress callback)
 
 
+def _mark(exc: OSError, origin: str) -> OSError:
+    # The first mark set stays: a wait's error re-raised through a call keeps "wait".
+    if not hasattr(exc, _ORIGIN):
+        setattr(exc, _ORIGIN, origin)
+    return exc
+
+
 def from_a_call(exc: OSError) -> OSError:
     """Mark *exc* as the failure of a method's system call: only such an error can
     mean "this method can't" (the fallback rules).  A mark already set stays.
     Returns *exc*."""
-    if not hasattr(exc, _ORIGIN):
-        setattr(exc, _ORIGIN, _CALL)
-    return exc
+    return _mark(exc, _CALL)
 
 
 def from_a_wait(exc: OSError) -> OSError:
     """Mark *exc* as the failure of a wait (poll) or a limit: ours, but never a reason
     to fall back (poll's EAGAIN means memory ran short, not that another method would
     do better).  A mark already set stays.  Returns *exc*."""
-    if not hasattr(exc, _ORIGIN):
-        setattr(exc, _ORIGIN, _WAIT)
-    return exc
+    return _mark(exc, _WAIT)
 
 
 def from_the_caller(exc: OSError) -> OSError:
     """Mark *exc* as raised by the caller's code that zerocopy called (the progress
     callback), even when no frame of it shows in the traceback (a C function such
-    as ``os.sysconf`` given as the callback).  Returns *exc*."""
-    if not hasattr(exc, _ORIGIN):
-        setattr(exc, _ORIGIN, _CALLER)
-    return exc
+    as ``os.sysconf`` given as the callback).  A mark already set stays.  Returns
+    *exc*."""
+    return _mark(exc, _CALLER)
 
 
 def raised_by_our_call(exc: BaseException) -> bool:
