@@ -103,11 +103,9 @@ def returns_when_blocked(loop: Callable[[Job], None], job: Job) -> None:
     callback's own is left unmarked: the caller's (issue 11)."""
     try:
         loop(job)
-    except BlockingIOError as exc:
-        if not (job.nowait and job.blocked):
-            mark_if_our_call(exc)
-            raise
     except OSError as exc:
+        if isinstance(exc, BlockingIOError) and job.nowait and job.blocked:
+            return
         mark_if_our_call(exc)
         raise
 
