@@ -39,8 +39,6 @@ class OpenFileCache:
         self.capacity = capacity
         self.valid = valid
         self._entries: OrderedDict[CacheKey, tuple[Representation, float]] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -50,7 +48,6 @@ class OpenFileCache:
         or None when there is none or it no longer describes its file."""
         found = self._entries.get(key)
         if found is None:
-            self.misses += 1
             return None
         rep, expires = found
         try:
@@ -61,10 +58,8 @@ class OpenFileCache:
         if not fresh:
             del self._entries[key]
             rep.close()
-            self.misses += 1
             return None
         self._entries.move_to_end(key)
-        self.hits += 1
         return rep.hold()
 
     def put(self, key: CacheKey, rep: Representation, now: float) -> None:

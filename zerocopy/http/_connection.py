@@ -35,8 +35,8 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
-from ._files import (Representation, if_range_holds, listing, open_representation,
-                     precondition_status)
+from ._files import (Representation, _regular, if_range_holds, listing,
+                     open_representation, precondition_status)
 from ._ranges import Span, multipart, parse_range
 from ._resolve import BadPath, open_beneath, split_path
 
@@ -116,13 +116,14 @@ class _Outgoing:
         self.began = began
 
 
-# sendfile(2)'s "this file cannot be sent this way" (EINVAL: no splice_read for the
-# file system; the engine's fallback rule in zerocopy._engine.driver is the same)
+# sendfile(2)'s "this file cannot be sent this way" before its first byte (EINVAL: no
+# splice_read for the file system): three of the errnos the engine's method_cannot
+# (zerocopy._engine.driver) falls back on, the ones sendfile gives for a file
 _SENDFILE_CANNOT = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP})
 
 
-def _plain(status: int, text: str | None = None) -> _Response:
-    body = (text or f"{status} {REASONS[status]}\n").encode()
+def _plain(status: int) -> _Response:
+    body = f"{status} {REASONS[status]}\n".encode()
     return _Response(status, [("Content-Type", "text/plain; charset=utf-8")], body,
                      length=len(body))
 
@@ -617,7 +618,7 @@ class Connection(asyncio.Protocol):
         try:
             st = os.fstat(fd)
             if stat.S_ISDIR(st.st_mode):
-                response = self._directory(request, raw_path, parts, fd)
+                response = self._directory(request, raw_path, parts, fd, coding)
             elif not stat.S_ISREG(st.st_mode):
                 os.close(fd)
                 return _plain(404)
@@ -632,7 +633,7 @@ class Connection(asyncio.Protocol):
         return response
 
     def _directory(self, request: _Request, raw_path: bytes, parts: list[str],
-                   fd: int) -> _Response:
+                   fd: int, coding: str | None) -> _Response:
         config, root_fd = self.config, self.server.root_fd
         try:
             if not raw_path.endswith(b"/"):  # relative links in the page need the slash
@@ -650,14 +651,11 @@ class Connection(asyncio.Protocol):
                 index_fd = open_beneath(root_fd, index, config.symlinks)
             except OSError:
                 index_fd = -1
-            if index_fd >= 0:
-                index_st = os.fstat(index_fd)
-                if stat.S_ISREG(index_st.st_mode):
-                    coding = request.headers.get("accept-encoding")
-                    rep = open_representation(root_fd, index, index_fd, index_st, coding,
-                                              config.symlinks, config.precompressed)
-                    return self._file(request, rep)
-                os.close(index_fd)
+            index_st = _regular(index_fd) if index_fd >= 0 else None  # closed if not
+            if index_st is not None:
+                rep = open_representation(root_fd, index, index_fd, index_st, coding,
+                                          config.symlinks, config.precompressed)
+                return self._file(request, rep)
             if not config.listing:
                 return _plain(404)
             body = listing(fd, "/" + "/".join(parts) + ("/" if parts else ""),
